@@ -1,0 +1,293 @@
+// gemm_bench: the matmul op's f32 GEMM against the machine's measured FMA
+// peak.
+//
+//   build/bin/gemm_bench --benchmark_counters_tabular=true
+//
+// BM_FmaPeak measures the peak with a register-resident FMA loop (AVX-512
+// when the build has it) on 1 and 2 threads; the same figures, measured once
+// at start-up, are the denominators of every "%peak" counter in this run.
+// BM_MatMul runs the registered `matmul` kernel on square f32 products with
+// a serial runner (1 thread) or the runtime's ThreadPool (2 threads).
+// BM_MatMulAttention runs the batched products of causal attention's scores
+// and outputs. When the build found OpenBLAS, BM_OpenBlasSgemm runs
+// cblas_sgemm on the same sizes with OpenBLAS's own threads, for comparison
+// in the same run; unset OPENBLAS_CORETYPE first (see BENCHMARKING.md).
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "benchmark/benchmark.h"
+#include "core/builder.h"
+#include "core/graph.h"
+#include "core/op_schema.h"
+#include "core/parallel.h"
+#include "core/tensor.h"
+#include "runtime/thread_pool.h"
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+#ifdef SUBQUAD_BENCH_OPENBLAS
+#include <cblas.h>
+#endif
+
+namespace subquad {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// ---- FMA peak -------------------------------------------------------------------
+
+// Independent accumulators: enough to cover FMA latency (4 cycles) times the
+// FMA pipes (2) with room to spare.
+constexpr int kAccumulators = 16;
+
+// Runs `iters` rounds of kAccumulators dependent-free vector FMAs; returns the
+// flops done.
+double FmaLoop(int64_t iters) {
+#if defined(__AVX512F__)
+  constexpr int kLanes = 16;
+  __m512 acc[kAccumulators];
+  for (int j = 0; j < kAccumulators; ++j) acc[j] = _mm512_set1_ps(0.001f * j);
+  const __m512 x = _mm512_set1_ps(0.999999f);
+  const __m512 y = _mm512_set1_ps(1e-7f);
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 16
+    for (int j = 0; j < kAccumulators; ++j) {
+      acc[j] = _mm512_fmadd_ps(acc[j], x, y);
+    }
+  }
+  __m512 sum = acc[0];
+  for (int j = 1; j < kAccumulators; ++j) sum = _mm512_add_ps(sum, acc[j]);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, sum);
+  float out = 0;
+  for (float v : lanes) out += v;
+#elif defined(__AVX2__) && defined(__FMA__)
+  constexpr int kLanes = 8;
+  __m256 acc[kAccumulators];
+  for (int j = 0; j < kAccumulators; ++j) acc[j] = _mm256_set1_ps(0.001f * j);
+  const __m256 x = _mm256_set1_ps(0.999999f);
+  const __m256 y = _mm256_set1_ps(1e-7f);
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 16
+    for (int j = 0; j < kAccumulators; ++j) {
+      acc[j] = _mm256_fmadd_ps(acc[j], x, y);
+    }
+  }
+  __m256 sum = acc[0];
+  for (int j = 1; j < kAccumulators; ++j) sum = _mm256_add_ps(sum, acc[j]);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, sum);
+  float out = 0;
+  for (float v : lanes) out += v;
+#else
+  constexpr int kLanes = 1;
+  float acc[kAccumulators];
+  for (int j = 0; j < kAccumulators; ++j) acc[j] = 0.001f * j;
+  for (int64_t i = 0; i < iters; ++i) {
+    for (int j = 0; j < kAccumulators; ++j) acc[j] = acc[j] * 0.999999f + 1e-7f;
+  }
+  float out = 0;
+  for (float v : acc) out += v;
+#endif
+  benchmark::DoNotOptimize(out);
+  return 2.0 * kLanes * kAccumulators * static_cast<double>(iters);
+}
+
+// GFLOP/s of `threads` threads running the FMA loop together (wall clock).
+double MeasureFmaGflops(int threads, int64_t iters) {
+  std::vector<std::thread> workers;
+  const auto start = Clock::now();
+  for (int t = 1; t < threads; ++t) workers.emplace_back([iters] { FmaLoop(iters); });
+  double flops = FmaLoop(iters);
+  for (auto& w : workers) w.join();
+  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  flops *= threads;
+  return flops / secs * 1e-9;
+}
+
+constexpr int64_t kFmaIters = 20'000'000;  // ~50 ms a thread at 200 GFLOP/s
+
+// Best of several runs, measured once per process.
+double PeakGflops(int threads) {
+  static double peak[3] = {0, 0, 0};
+  if (peak[threads] == 0) {
+    MeasureFmaGflops(threads, kFmaIters / 4);  // warm up clocks
+    for (int rep = 0; rep < 5; ++rep) {
+      peak[threads] =
+          std::max(peak[threads], MeasureFmaGflops(threads, kFmaIters));
+    }
+  }
+  return peak[threads];
+}
+
+void BM_FmaPeak(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  double flops = 0, secs = 0;
+  for (auto _ : state) {
+    const auto t0 = Clock::now();
+    const double gflops = MeasureFmaGflops(threads, kFmaIters);
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    state.SetIterationTime(dt);
+    flops += gflops * dt * 1e9;
+    secs += dt;
+  }
+  state.counters["GFLOP/s"] = flops / secs * 1e-9;
+  state.counters["peak"] = PeakGflops(threads);
+}
+BENCHMARK(BM_FmaPeak)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+// ---- The matmul kernel -----------------------------------------------------------
+
+ParallelRunner* Runner(int threads) {
+  static ThreadPool* pool = new ThreadPool(2);
+  return threads <= 1 ? static_cast<ParallelRunner*>(SerialRunner::Get())
+                      : pool;
+}
+
+Tensor Filled(Shape shape, float seed) {
+  Tensor t(DType::kF32, std::move(shape));
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.num_elements(); ++i) {
+    p[i] = static_cast<float>((i * 7919 + static_cast<int64_t>(seed * 131)) %
+                              2001) /
+               1000.0f -
+           1.0f;
+  }
+  return t;
+}
+
+// Times the matmul kernel on a [.., m, k] x b [.., k, n] (with the given
+// transposes) and reports GFLOP/s and % of the measured FMA peak.
+void RunMatMul(benchmark::State& state, const Shape& a_shape,
+               const Shape& b_shape, bool ta, bool tb, int threads) {
+  Graph g;
+  GraphBuilder b(&g);
+  const Value av = b.Input("a", DType::kF32, a_shape);
+  const Value bv = b.Input("b", DType::kF32, b_shape);
+  absl::StatusOr<std::vector<Value>> out =
+      b.AddNode("matmul", {av, bv},
+                {{"transpose_a", AttrValue(ta)}, {"transpose_b", AttrValue(tb)}});
+  if (!out.ok()) {
+    state.SkipWithError(std::string(out.status().message()).c_str());
+    return;
+  }
+  const Node& node = *g.node((*out)[0].node);
+  const KernelFn* kernel = node.schema()->FindKernel(DType::kF32);
+  const double flops =
+      static_cast<double>(node.schema()->flops(node, {b.type(av), b.type(bv)}));
+  const Tensor a = Filled(a_shape, 1), bt = Filled(b_shape, 2);
+  Tensor c(node.output_type());
+  const TensorView in[2] = {a.view(), bt.view()};
+  const TensorView outs[1] = {c.view()};
+  KernelContext ctx{node, in, outs, Runner(threads)};
+  if (absl::Status s = (*kernel)(ctx); !s.ok()) {  // warm-up, first touch
+    state.SkipWithError(std::string(s.message()).c_str());
+    return;
+  }
+  double secs = 0;
+  for (auto _ : state) {
+    const auto t0 = Clock::now();
+    (void)(*kernel)(ctx);
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    state.SetIterationTime(dt);
+    secs += dt;
+  }
+  const double gflops = flops * state.iterations() / secs * 1e-9;
+  state.counters["GFLOP/s"] = gflops;
+  state.counters["%peak"] = 100.0 * gflops / PeakGflops(threads);
+  state.counters["peak"] = PeakGflops(threads);
+}
+
+void BM_MatMul(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  RunMatMul(state, {n, n}, {n, n}, false, false,
+            static_cast<int>(state.range(1)));
+}
+BENCHMARK(BM_MatMul)
+    ->ArgNames({"n", "threads"})
+    ->ArgsProduct({{256, 512, 1024, 2048, 4096}, {1, 2}})
+    ->UseManualTime()
+    ->MinTime(0.5)
+    ->Unit(benchmark::kMillisecond);
+
+// Attention at T = 1024, 16 heads of 64: scores q·kᵀ and outputs p·v.
+void BM_MatMulAttention(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(1));
+  if (state.range(0) == 0) {
+    RunMatMul(state, {16, 1024, 64}, {16, 1024, 64}, false, true, threads);
+  } else {
+    RunMatMul(state, {16, 1024, 1024}, {16, 1024, 64}, false, false, threads);
+  }
+}
+BENCHMARK(BM_MatMulAttention)
+    ->ArgNames({"pv", "threads"})
+    ->ArgsProduct({{0, 1}, {1, 2}})
+    ->UseManualTime()
+    ->MinTime(0.5)
+    ->Unit(benchmark::kMillisecond);
+
+#ifdef SUBQUAD_BENCH_OPENBLAS
+// cblas_sgemm on the whole product with OpenBLAS's own threads.
+void BM_OpenBlasSgemm(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  const int threads = static_cast<int>(state.range(1));
+  openblas_set_num_threads(threads);
+  const Tensor a = Filled({n, n}, 1), b = Filled({n, n}, 2);
+  Tensor c(DType::kF32, {n, n});
+  const auto run = [&] {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f,
+                a.data<float>(), n, b.data<float>(), n, 0.0f, c.data<float>(),
+                n);
+  };
+  run();
+  double secs = 0;
+  for (auto _ : state) {
+    const auto t0 = Clock::now();
+    run();
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    state.SetIterationTime(dt);
+    secs += dt;
+  }
+  const double gflops = 2.0 * n * n * n * state.iterations() / secs * 1e-9;
+  state.counters["GFLOP/s"] = gflops;
+  state.counters["%peak"] = 100.0 * gflops / PeakGflops(threads);
+  state.counters["peak"] = PeakGflops(threads);
+}
+BENCHMARK(BM_OpenBlasSgemm)
+    ->ArgNames({"n", "threads"})
+    ->ArgsProduct({{256, 512, 1024, 2048, 4096}, {1, 2}})
+    ->UseManualTime()
+    ->MinTime(0.5)
+    ->Unit(benchmark::kMillisecond);
+#endif
+
+}  // namespace
+}  // namespace subquad
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  // The peaks every %peak counter divides by, measured before the kernels.
+  std::fprintf(stderr, "f32 FMA peak: %.1f GFLOP/s (1 thread), %.1f (2 threads)\n",
+               subquad::PeakGflops(1), subquad::PeakGflops(2));
+#ifdef SUBQUAD_BENCH_OPENBLAS
+  std::fprintf(stderr, "OpenBLAS: %s, core %s\n", openblas_get_config(),
+               openblas_get_corename());
+#endif
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
