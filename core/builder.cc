@@ -7,12 +7,19 @@
 namespace subquad {
 
 std::string GraphBuilder::ScopedName(absl::string_view base) const {
-  return scope_.empty() ? std::string(base) : absl::StrCat(scope_, "/", base);
+  const std::string& prefix = name_prefix_.empty() ? scope_ : name_prefix_;
+  return prefix.empty() ? std::string(base) : absl::StrCat(prefix, "/", base);
+}
+
+GraphBuilder::ScopeGuard GraphBuilder::SetScope(absl::string_view absolute) {
+  std::string prev = scope_;
+  scope_ = std::string(absolute);
+  return ScopeGuard(this, std::move(prev));
 }
 
 GraphBuilder::ScopeGuard GraphBuilder::Scope(absl::string_view name) {
   std::string prev = scope_;
-  scope_ = ScopedName(name);
+  scope_ = scope_.empty() ? std::string(name) : absl::StrCat(scope_, "/", name);
   return ScopeGuard(this, std::move(prev));
 }
 

@@ -114,6 +114,14 @@ class GraphBuilder {
   [[nodiscard]] ScopeGuard Scope(absl::string_view name);
   const std::string& current_scope() const { return scope_; }
 
+  // Replaces the scope (not nested) until the guard is destroyed.
+  [[nodiscard]] ScopeGuard SetScope(absl::string_view absolute);
+  // When non-empty, new nodes are named "<prefix>/<op or name>" instead of
+  // "<scope>/<op or name>" (their scope field is unchanged). Gradient rules
+  // use it: backward nodes are named after their forward node.
+  void set_name_prefix(std::string prefix) { name_prefix_ = std::move(prefix); }
+  const std::string& name_prefix() const { return name_prefix_; }
+
   // Role and origin stamped on every node added from now on.
   void set_role(Role r) { role_ = r; }
   Role role() const { return role_; }
@@ -127,6 +135,7 @@ class GraphBuilder {
   Graph* graph_;
   absl::Status status_;
   std::string scope_;
+  std::string name_prefix_;
   Role role_ = Role::kForward;
   NodeId origin_ = kNoNode;
 };

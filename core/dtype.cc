@@ -1,5 +1,6 @@
 #include "core/dtype.h"
 
+#include <ostream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -18,6 +19,11 @@ absl::string_view DTypeName(DType t) {
       return "i64";
   }
   return "?";
+}
+
+std::ostream& operator<<(std::ostream& os, DType t) {
+  const absl::string_view name = DTypeName(t);
+  return os.write(name.data(), static_cast<std::streamsize>(name.size()));
 }
 
 std::optional<DType> ParseDType(absl::string_view name) {

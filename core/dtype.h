@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <iosfwd>
 #include <optional>
 #include "absl/strings/string_view.h"
 
@@ -18,6 +19,9 @@ inline constexpr DType kAllDTypes[] = {DType::kF32, DType::kF64, DType::kI32,
 absl::string_view DTypeName(DType t);
 std::optional<DType> ParseDType(absl::string_view name);
 size_t DTypeSize(DType t);
+// GoogleTest and streams print dtypes by name.
+std::ostream& operator<<(std::ostream& os, DType t);
+inline void PrintTo(DType t, std::ostream* os) { *os << t; }
 inline bool IsFloating(DType t) { return t == DType::kF32 || t == DType::kF64; }
 inline bool IsInteger(DType t) { return t == DType::kI32 || t == DType::kI64; }
 

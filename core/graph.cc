@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <queue>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/check.h"
@@ -304,6 +305,31 @@ std::vector<const Node*> Graph::ParameterNodes() const {
     if (n != nullptr && n->op_ == "parameter") out.push_back(n.get());
   }
   return out;
+}
+
+absl::StatusOr<Value> ResolveValue(const Graph& graph, absl::string_view name) {
+  for (const auto& [out_name, v] : graph.outputs()) {
+    if (out_name == name) return v;
+  }
+  if (const Node* n = graph.FindNode(name)) return n->output(0);
+  const size_t colon = name.rfind(':');
+  if (colon != absl::string_view::npos) {
+    int k = 0;
+    if (const Node* n = graph.FindNode(name.substr(0, colon));
+        n != nullptr && absl::SimpleAtoi(name.substr(colon + 1), &k)) {
+      if (k < 0 || k >= n->num_outputs()) {
+        return absl::NotFoundError(absl::StrCat("'", name, "': ", NodeLabel(*n),
+                                                " has ", n->num_outputs(),
+                                                " output(s)"));
+      }
+      return n->output(k);
+    }
+  }
+  std::vector<std::string> outs;
+  for (const auto& [out_name, v] : graph.outputs()) outs.push_back(out_name);
+  return absl::NotFoundError(absl::StrCat(
+      "'", name, "' is neither a graph output nor a node name; graph outputs: ",
+      outs.empty() ? "none" : absl::StrJoin(outs, ", ")));
 }
 
 }  // namespace subquad

@@ -198,6 +198,10 @@ class Graph {
   int num_live_ = 0;
 };
 
+// Resolves a value name: a graph output's name, a node name (output 0), or
+// "node name:k" (output k). NotFound lists the graph outputs.
+absl::StatusOr<Value> ResolveValue(const Graph& graph, absl::string_view name);
+
 // "node 'block0/attn/matmul' (matmul)": the prefix every error about a node
 // starts with.
 std::string NodeLabel(const Node& n);

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include "absl/strings/string_view.h"
+#include <utility>
 #include <vector>
 
 #include "absl/container/btree_map.h"
@@ -80,7 +81,22 @@ struct KernelContext {
   ParallelRunner* pool;
 };
 
-class GradContext;  // Defined with the autodiff pass.
+class GradContext;  // core/grad.h
+
+// A sample use of an op, declared next to it: input types, attributes and
+// the range each input's values are drawn from. The registry-wide tests run
+// every example (kernels in f32 and f64, gradients by finite differences in
+// f64), so a new op is covered without new test code.
+struct OpExample {
+  std::vector<TensorType> inputs;
+  AttrMap attrs = {};
+  // Per input, [lo, hi): floating values uniform, integer values
+  // floor(uniform). Inputs without an entry use [-1, 1).
+  std::vector<std::pair<double, double>> ranges = {};
+  // Relative error allowed between the rule's gradient and central finite
+  // differences in f64.
+  double grad_tolerance = 1e-6;
+};
 
 using ShapeFn =
     std::function<absl::StatusOr<std::vector<TensorType>>(const ShapeContext&)>;
@@ -103,6 +119,9 @@ class OpSchema {
   absl::btree_map<DType, KernelFn> kernels;
   FlopsFn flops;  // empty: zero flops (data movement)
   GradFn grad;    // empty: no gradient rule
+  // Sample uses for the registry-wide tests; every op with a kernel or a
+  // gradient rule declares at least one.
+  std::vector<OpExample> examples;
   // False for ops whose outputs never carry gradient (input, constant, fill,
   // comparisons, integer ops).
   bool differentiable = true;

@@ -148,4 +148,24 @@ Value Gather(GraphBuilder& b, Value table, Value indices) {
   return b.Add("gather", {table, indices});
 }
 
+Value ReduceToShape(GraphBuilder& b, Value g, const Shape& shape) {
+  if (!b.ok()) return Value{};
+  const Shape& gs = b.shape(g);
+  if (gs == shape) return g;
+  const int lead = gs.rank() - shape.rank();
+  if (lead < 0) {
+    b.RecordError(absl::InvalidArgumentError(absl::StrCat(
+        "ReduceToShape: ", b.type(g).ToString(), " has lower rank than ",
+        shape.ToString())));
+    return Value{};
+  }
+  std::vector<int64_t> axes;
+  for (int i = 0; i < gs.rank(); ++i) {
+    if (i < lead || (shape.dim(i - lead) == 1 && gs.dim(i) != 1)) axes.push_back(i);
+  }
+  Value r = axes.empty() ? g : ReduceSum(b, g, axes, /*keepdims=*/false);
+  if (b.ok() && b.shape(r) != shape) r = Reshape(b, r, shape.ToVector());
+  return r;
+}
+
 }  // namespace subquad::ops

@@ -103,6 +103,12 @@ Value BroadcastTo(GraphBuilder& b, Value x, Shape shape);
 // (embedding lookup); an index outside [0, V) is a run-time error.
 Value Gather(GraphBuilder& b, Value table, Value indices);
 
+// ---- Helpers for gradient rules ---------------------------------------------
+// The adjoint of NumPy broadcasting: sums `g` over the dims that broadcasting
+// from `shape` added or expanded, and returns a value of `shape` (g itself
+// when the shapes are equal).
+Value ReduceToShape(GraphBuilder& b, Value g, const Shape& shape);
+
 }  // namespace subquad::ops
 
 #endif  // SUBQUAD_OPS_OPS_H_

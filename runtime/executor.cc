@@ -13,28 +13,12 @@
 namespace subquad {
 
 absl::StatusOr<Value> ResolveFetch(const Graph& graph, absl::string_view name) {
-  for (const auto& [out_name, v] : graph.outputs()) {
-    if (out_name == name) return v;
+  auto v = ResolveValue(graph, name);
+  if (!v.ok()) {
+    return absl::Status(v.status().code(),
+                        absl::StrCat("fetch ", v.status().message()));
   }
-  if (const Node* n = graph.FindNode(name)) return n->output(0);
-  const size_t colon = name.rfind(':');
-  if (colon != absl::string_view::npos) {
-    int k = 0;
-    if (const Node* n = graph.FindNode(name.substr(0, colon));
-        n != nullptr && absl::SimpleAtoi(name.substr(colon + 1), &k)) {
-      if (k < 0 || k >= n->num_outputs()) {
-        return absl::NotFoundError(absl::StrCat(
-            "fetch '", name, "': ", NodeLabel(*n), " has ", n->num_outputs(),
-            " output(s)"));
-      }
-      return n->output(k);
-    }
-  }
-  std::vector<std::string> outs;
-  for (const auto& [out_name, v] : graph.outputs()) outs.push_back(out_name);
-  return absl::NotFoundError(absl::StrCat(
-      "fetch '", name, "' is neither a graph output nor a node name; graph outputs: ",
-      outs.empty() ? "none" : absl::StrJoin(outs, ", ")));
+  return v;
 }
 
 Executor::Executor(const Graph& graph, ParameterStore* params, Plan plan)

@@ -43,8 +43,7 @@ struct ExecutorOptions {
 
 using FeedMap = absl::flat_hash_map<std::string, TensorView>;
 
-// Resolves a fetch name: a graph output's name, a node name (output 0), or
-// "node name:k" (output k). NotFound lists the graph outputs.
+// ResolveValue (core/graph.h) with errors prefixed "fetch ".
 absl::StatusOr<Value> ResolveFetch(const Graph& graph, absl::string_view name);
 
 class Executor {

@@ -406,8 +406,9 @@ TEST_P(ElementwiseTest, CausalMaskMatchesReference) {
     for (double fill : {-kInf, 0.5}) {
       SCOPED_TRACE(absl::StrCat(shape.ToString(), " fill ", fill));
       const Tensor x = RandomTensor(dt(), shape, 5);
-      AttrMap attrs;
-      if (fill != -kInf) attrs["fill"] = AttrValue(fill);  // else default
+      // -inf is the default: leave it unset.
+      const AttrMap attrs =
+          fill == -kInf ? AttrMap{} : AttrMap{{"fill", AttrValue(fill)}};
       ASSERT_OK_AND_ASSIGN(auto got, RunOp("causal_mask", {x}, attrs));
       Tensor want = x;
       const int r = shape.rank();

@@ -94,8 +94,9 @@ TEST_P(NnOpsTest, LayerNormMatchesReference) {
       const Tensor x = RandomTensor(dt(), shape, seed++, 2, 6);
       const Tensor gamma = RandomTensor(dt(), {d}, seed++, 0.5, 1.5);
       const Tensor beta = RandomTensor(dt(), {d}, seed++, -1, 1);
-      AttrMap attrs;
-      if (eps != 1e-5) attrs["epsilon"] = AttrValue(eps);  // else the default
+      // 1e-5 is the default: leave it unset.
+      const AttrMap attrs =
+          eps == 1e-5 ? AttrMap{} : AttrMap{{"epsilon", AttrValue(eps)}};
       ASSERT_OK_AND_ASSIGN(auto got,
                            RunOp("layer_norm", {x, gamma, beta}, attrs));
       ASSERT_EQ(got.size(), 3u);
