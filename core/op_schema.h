@@ -133,6 +133,10 @@ class OpSchema {
   int inplace_input = -1;
   // Output 0 is this input's bytes reinterpreted (reshape): no copy.
   int alias_input = -1;
+  // Inputs whose memory the kernel updates in place (optimizer updates of
+  // parameters and their state). They must be parameters; the plan runs the
+  // node after every other node that reads them.
+  std::vector<int> mutates_inputs;
 
   const AttrDef* FindAttr(absl::string_view attr) const;
   // The ArgDef for input i, accounting for a variadic last input.

@@ -1,8 +1,10 @@
-// Data-movement ops: reshape, transpose, slice, concat, broadcast_to and
-// gather. None computes anything; each kernel moves bytes, so one kernel
+// Data-movement ops: reshape, transpose, slice, pad, concat, broadcast_to
+// and gather. None computes anything; each kernel moves bytes, so one kernel
 // serves every dtype (dispatching on the element size where it must touch
 // single elements) and the work is memcpy of the longest contiguous runs the
-// shapes allow, split across the pool when there is enough of it.
+// shapes allow, split across the pool when there is enough of it. Each op's
+// gradient rule sits next to it; gather's backward is its own op,
+// gather_grad, the one kernel here that adds.
 // GCC 12 reports -Wmaybe-uninitialized inside its own AVX-512 intrinsics (a
 // false positive).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -20,12 +22,15 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/builder.h"
+#include "core/grad.h"
 #include "core/graph.h"
 #include "core/op_schema.h"
 #include "core/shape.h"
 #include "core/status.h"
 #include "core/tensor.h"
 #include "ops/internal/broadcast.h"
+#include "ops/ops.h"
 
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -84,6 +89,10 @@ void AllDTypeKernels(OpSchema& s, KernelFn fn) {
   for (DType t : kAllDTypes) s.kernels[t] = fn;
 }
 
+TensorType F32(Shape s) { return TensorType{DType::kF32, std::move(s)}; }
+TensorType I32(Shape s) { return TensorType{DType::kI32, std::move(s)}; }
+TensorType I64(Shape s) { return TensorType{DType::kI64, std::move(s)}; }
+
 // ---- reshape -----------------------------------------------------------------
 
 absl::StatusOr<std::vector<TensorType>> ReshapeShape(const ShapeContext& ctx) {
@@ -126,6 +135,18 @@ OpSchema MakeReshapeSchema() {
   s.shape_fn = ReshapeShape;
   AllDTypeKernels(s, ReshapeKernel);
   s.alias_input = 0;
+  // The gradient is reshaped back.
+  s.grad = [](GradContext& ctx) {
+    ctx.set_grad_input(0, ops::Reshape(ctx.builder(), ctx.grad_output(0),
+                                       ctx.input_type(0).shape.ToVector()));
+    return absl::OkStatus();
+  };
+  const auto ex = [](TensorType t, Shape to) {
+    return OpExample{{std::move(t)}, {{"shape", AttrValue(std::move(to))}}};
+  };
+  s.examples = {ex(F32({4, 6}), {2, 3, 4}), ex(F32({2, 3, 4}), {24}),
+                ex(F32({1, 5}), {5, 1}), ex(F32({1}), {}),
+                ex(I64({2, 3}), {3, 2})};
   return s;
 }
 
@@ -580,6 +601,23 @@ OpSchema MakeTransposeSchema() {
                      "a permutation of 0..rank-1"}};
   s.shape_fn = TransposeShape;
   AllDTypeKernels(s, TransposeKernel);
+  // The gradient is transposed by the inverse permutation.
+  s.grad = [](GradContext& ctx) {
+    const std::vector<int64_t>& perm = ctx.node().GetInts("perm");
+    std::vector<int64_t> inverse(perm.size());
+    for (size_t i = 0; i < perm.size(); ++i) {
+      inverse[perm[i]] = static_cast<int64_t>(i);
+    }
+    ctx.set_grad_input(0, ops::Transpose(ctx.builder(), ctx.grad_output(0),
+                                         std::move(inverse)));
+    return absl::OkStatus();
+  };
+  const auto ex = [](TensorType t, std::vector<int64_t> perm) {
+    return OpExample{{std::move(t)}, {{"perm", AttrValue(std::move(perm))}}};
+  };
+  s.examples = {ex(F32({3, 4}), {1, 0}), ex(F32({2, 3, 4}), {2, 0, 1}),
+                ex(F32({2, 1, 3, 2}), {3, 1, 0, 2}), ex(F32({5}), {0}),
+                ex(I32({3, 2, 2}), {1, 2, 0})};
   return s;
 }
 
@@ -669,6 +707,168 @@ OpSchema MakeSliceSchema() {
   };
   s.shape_fn = SliceShape;
   AllDTypeKernels(s, SliceKernel);
+  // The gradient is padded back with zeros.
+  s.grad = [](GradContext& ctx) {
+    const std::vector<int64_t>& starts = ctx.node().GetInts("starts");
+    const std::vector<int64_t>& limits = ctx.node().GetInts("limits");
+    const Shape& in = ctx.input_type(0).shape;
+    std::vector<int64_t> high(starts.size());
+    for (int d = 0; d < in.rank(); ++d) high[d] = in[d] - limits[d];
+    ctx.set_grad_input(
+        0, ctx.builder().Add("pad", {ctx.grad_output(0)},
+                             {{"low", AttrValue(starts)},
+                              {"high", AttrValue(std::move(high))}}));
+    return absl::OkStatus();
+  };
+  const auto ex = [](TensorType t, std::vector<int64_t> starts,
+                     std::vector<int64_t> limits) {
+    return OpExample{{std::move(t)},
+                     {{"starts", AttrValue(std::move(starts))},
+                      {"limits", AttrValue(std::move(limits))}}};
+  };
+  s.examples = {ex(F32({5, 6}), {1, 0}, {4, 6}),
+                ex(F32({3, 4, 5}), {0, 1, 2}, {3, 3, 5}),
+                ex(F32({7}), {2}, {7}),
+                ex(F32({2, 3}), {0, 0}, {2, 3}),
+                ex(F32({4, 3}), {1, 0}, {1, 3}),  // empty
+                ex(I32({4, 5}), {1, 1}, {3, 4})};
+  return s;
+}
+
+// ---- pad ------------------------------------------------------------------------------
+
+absl::StatusOr<std::vector<TensorType>> PadShape(const ShapeContext& ctx) {
+  const TensorType& in = ctx.input(0);
+  const std::vector<int64_t>& low = ctx.GetInts("low");
+  const std::vector<int64_t>& high = ctx.GetInts("high");
+  const int r = in.shape.rank();
+  if (static_cast<int>(low.size()) != r ||
+      static_cast<int>(high.size()) != r) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "low ", IntsString(low), " and high ", IntsString(high),
+        " need one entry per dim of ", in.ToString()));
+  }
+  Shape out;
+  for (int d = 0; d < r; ++d) {
+    if (low[d] < 0 || high[d] < 0 || low[d] > kMaxDim || high[d] > kMaxDim) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "padding ", low[d], ", ", high[d], " of dim ", d, " of ",
+          in.ToString(), " is negative or too large"));
+    }
+    out.push_back(low[d] + in.shape[d] + high[d]);
+  }
+  RETURN_IF_ERROR(ValidateShape(out));
+  return std::vector<TensorType>{TensorType{in.dtype, out}};
+}
+
+absl::Status PadKernel(const KernelContext& ctx) {
+  const TensorView& in = ctx.inputs[0];
+  const TensorView& out = ctx.outputs[0];
+  if (out.num_elements() == 0) return absl::OkStatus();
+  const std::vector<int64_t>& low = ctx.node.GetInts("low");
+  const Shape& is = in.shape();
+  const Shape& os = out.shape();
+  const int r = is.rank();
+  const char* src = static_cast<const char*>(in.raw_data());
+  char* dst = static_cast<char*>(out.raw_data());
+  // k: the last padded dim. An output row (dims k.. for fixed dims ..k-1)
+  // is zeros, or zeros around one contiguous run of the input.
+  int k = r - 1;
+  while (k >= 0 && os[k] == is[k]) --k;
+  if (k < 0) {
+    CopyBytes(ctx.pool, dst, src, out.byte_size());
+    return absl::OkStatus();
+  }
+  int64_t inner = static_cast<int64_t>(DTypeSize(in.dtype()));
+  for (int d = k + 1; d < r; ++d) inner *= os[d];
+  const int64_t row_bytes = os[k] * inner;
+  const int64_t head = low[k] * inner, run = is[k] * inner;
+  const int64_t tail = row_bytes - head - run;
+  // Byte strides of the input's dims before k.
+  Dims in_st(k);
+  int64_t acc = run;
+  for (int d = k - 1; d >= 0; --d) {
+    in_st[d] = acc;
+    acc *= is[d];
+  }
+  int64_t rows = 1;
+  for (int d = 0; d < k; ++d) rows *= os[d];
+  const auto fill_row = [&](char* d, const char* s) {
+    if (s == nullptr || run == 0) {
+      std::memset(d, 0, static_cast<size_t>(row_bytes));
+      return;
+    }
+    std::memset(d, 0, static_cast<size_t>(head));
+    std::memcpy(d + head, s, static_cast<size_t>(run));
+    std::memset(d + head + run, 0, static_cast<size_t>(tail));
+  };
+  if (rows == 1) {
+    std::memset(dst, 0, static_cast<size_t>(head));
+    CopyBytes(ctx.pool, dst + head, src, run);
+    std::memset(dst + head + run, 0, static_cast<size_t>(tail));
+    return absl::OkStatus();
+  }
+  ForUnits(ctx.pool, rows, row_bytes, [&](int64_t lo, int64_t hi) {
+    Dims idx(k);
+    int64_t rest = lo;
+    for (int d = k - 1; d >= 0; --d) {
+      idx[d] = rest % os[d];
+      rest /= os[d];
+    }
+    for (int64_t row = lo; row < hi; ++row) {
+      const char* s = src;
+      for (int d = 0; d < k && s != nullptr; ++d) {
+        const int64_t j = idx[d] - low[d];
+        s = j < 0 || j >= is[d] ? nullptr : s + j * in_st[d];
+      }
+      fill_row(dst + row * row_bytes, s);
+      for (int d = k - 1; d >= 0; --d) {
+        if (++idx[d] < os[d]) break;
+        idx[d] = 0;
+      }
+    }
+  });
+  return absl::OkStatus();
+}
+
+OpSchema MakePadSchema() {
+  OpSchema s;
+  s.name = "pad";
+  s.doc =
+      "Surrounds x with zeros: low[d] before and high[d] after each dim d "
+      "(the adjoint of slice).";
+  s.inputs = {ArgDef{"x", DTypeSet::All(), true, "tensor to pad"}};
+  s.outputs = {"out"};
+  s.attrs = {
+      AttrDef{"low", AttrKind::kIntList, std::nullopt,
+              "zeros before each dim, >= 0"},
+      AttrDef{"high", AttrKind::kIntList, std::nullopt,
+              "zeros after each dim, >= 0"},
+  };
+  s.shape_fn = PadShape;
+  AllDTypeKernels(s, PadKernel);
+  // The gradient is the slice that pad's input became.
+  s.grad = [](GradContext& ctx) {
+    const std::vector<int64_t>& low = ctx.node().GetInts("low");
+    const Shape& in = ctx.input_type(0).shape;
+    std::vector<int64_t> limits(low.size());
+    for (int d = 0; d < in.rank(); ++d) limits[d] = low[d] + in[d];
+    ctx.set_grad_input(0, ops::Slice(ctx.builder(), ctx.grad_output(0), low,
+                                     std::move(limits)));
+    return absl::OkStatus();
+  };
+  const auto ex = [](TensorType t, std::vector<int64_t> low,
+                     std::vector<int64_t> high) {
+    return OpExample{{std::move(t)},
+                     {{"low", AttrValue(std::move(low))},
+                      {"high", AttrValue(std::move(high))}}};
+  };
+  s.examples = {ex(F32({3, 4}), {1, 0}, {2, 3}),
+                ex(F32({2, 3, 4}), {0, 2, 1}, {1, 0, 0}),
+                ex(F32({5}), {3}, {0}),
+                ex(F32({2, 2}), {0, 0}, {0, 0}),
+                ex(F32({0, 3}), {2, 1}, {0, 0}),  // all zeros
+                ex(I64({2, 3}), {1, 1}, {1, 1})};
   return s;
 }
 
@@ -758,6 +958,29 @@ OpSchema MakeConcatSchema() {
                      "the axis to join along; negative counts from the end"}};
   s.shape_fn = ConcatShape;
   AllDTypeKernels(s, ConcatKernel);
+  // Each input's gradient is its slice of the output gradient.
+  s.grad = [](GradContext& ctx) {
+    const int axis = *NormalizeAxis(ctx.node().GetInt("axis"),
+                                    ctx.output_type(0).shape.rank());
+    int64_t start = 0;
+    for (int i = 0; i < ctx.node().num_inputs(); ++i) {
+      const int64_t len = ctx.input_type(i).shape[axis];
+      if (ctx.needs_grad(i)) {
+        ctx.set_grad_input(i, ops::SliceAxis(ctx.builder(), ctx.grad_output(0),
+                                             axis, start, start + len));
+      }
+      start += len;
+    }
+    return absl::OkStatus();
+  };
+  const auto ex = [](std::vector<TensorType> ts, int64_t axis) {
+    return OpExample{std::move(ts), {{"axis", AttrValue(axis)}}};
+  };
+  s.examples = {ex({F32({2, 3}), F32({2, 4})}, 1),
+                ex({F32({1, 3}), F32({2, 3}), F32({3, 3})}, 0),
+                ex({F32({2, 3, 2}), F32({2, 1, 2})}, -2),
+                ex({F32({3, 2})}, 0),
+                ex({I64({2, 2}), I64({2, 1})}, -1)};
   return s;
 }
 
@@ -820,6 +1043,18 @@ OpSchema MakeBroadcastToSchema() {
                      "the target shape; x must broadcast to it"}};
   s.shape_fn = BroadcastToShape;
   AllDTypeKernels(s, BroadcastToKernel);
+  // The gradient is summed over the broadcast dims.
+  s.grad = [](GradContext& ctx) {
+    ctx.set_grad_input(0, ops::ReduceToShape(ctx.builder(), ctx.grad_output(0),
+                                             ctx.input_type(0).shape));
+    return absl::OkStatus();
+  };
+  const auto ex = [](TensorType t, Shape to) {
+    return OpExample{{std::move(t)}, {{"shape", AttrValue(std::move(to))}}};
+  };
+  s.examples = {ex(F32({3, 1}), {2, 3, 4}), ex(F32({}), {5}),
+                ex(F32({4}), {3, 4}), ex(F32({1, 4}), {1, 4}),
+                ex(F32({2, 1, 3}), {2, 5, 3}), ex(I32({1, 2}), {3, 2})};
   return s;
 }
 
@@ -891,15 +1126,185 @@ OpSchema MakeGatherSchema() {
   s.outputs = {"out"};
   s.shape_fn = GatherShape;
   AllDTypeKernels(s, GatherKernel);
+  // The gradient adds each gathered row's gradient into its table row.
+  s.grad = [](GradContext& ctx) {
+    const int64_t rows = ctx.input_type(0).shape[0];
+    ctx.set_grad_input(
+        0, ctx.builder().Add("gather_grad", {ctx.grad_output(0), ctx.input(1)},
+                             {{"rows", AttrValue(rows)}}));
+    return absl::OkStatus();
+  };
+  // Fewer rows than indices, so rows repeat and their gradients add.
+  const auto ex = [](Shape table, TensorType indices) {
+    const double v = static_cast<double>(table[0]);
+    return OpExample{{F32(std::move(table)), std::move(indices)},
+                     {},
+                     {{-1, 1}, {0, v}}};
+  };
+  s.examples = {ex({4, 3}, I32({10})), ex({5}, I64({2, 3})),
+                ex({6, 2, 3}, I32({})), ex({3, 2}, I64({4, 2}))};
+  return s;
+}
+
+// ---- gather_grad ------------------------------------------------------------------------
+
+absl::StatusOr<std::vector<TensorType>> GatherGradShape(
+    const ShapeContext& ctx) {
+  const TensorType& dy = ctx.input(0);
+  const TensorType& indices = ctx.input(1);
+  const int64_t rows = ctx.GetInt("rows");
+  const int ri = indices.shape.rank();
+  bool ok = dy.shape.rank() >= ri;
+  for (int d = 0; ok && d < ri; ++d) ok = dy.shape[d] == indices.shape[d];
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dy ", dy.ToString(), " does not start with the shape of indices ",
+        indices.ToString()));
+  }
+  if (rows < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rows is ", rows, "; it must be >= 0"));
+  }
+  Shape out = {rows};
+  for (int d = ri; d < dy.shape.rank(); ++d) out.push_back(dy.shape[d]);
+  RETURN_IF_ERROR(ValidateShape(out));
+  return std::vector<TensorType>{TensorType{dy.dtype, out}};
+}
+
+// out[v] = the sum of dy[p] over the positions p with indices[p] = v, added
+// in increasing p. The pool splits the table into blocks of rows holding
+// equal shares of the positions and, when one row holds more than a
+// thread's share (a frequent token), into blocks of columns (whole cache
+// lines) too; every block scans all indices and adds the rows it owns. So
+// each element is summed in the same order on any number of threads (the
+// bits never change) and no two threads write one element.
+template <typename T, typename I>
+absl::Status GatherGradWith(const KernelContext& ctx) {
+  const TensorView& dy = ctx.inputs[0];
+  const TensorView& indices = ctx.inputs[1];
+  const TensorView& out = ctx.outputs[0];
+  const int64_t rows = ctx.node.GetInt("rows");
+  const int64_t n = indices.num_elements();
+  const I* idx = indices.data<I>();
+  for (int64_t p = 0; p < n; ++p) {
+    if (idx[p] < 0 || idx[p] >= rows) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          NodeLabel(ctx.node), ": index ", idx[p], " at position ", p,
+          " is outside [0, ", rows, ")"));
+    }
+  }
+  if (out.num_elements() == 0) return absl::OkStatus();
+  const int64_t row_len = out.num_elements() / rows;
+  const T* src = dy.data<T>();
+  T* dst = out.data<T>();
+  constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(T));
+  const int64_t col_units = (row_len + kLine - 1) / kLine;
+  int64_t col_blocks = 1, row_blocks = 1;
+  std::vector<int64_t> row_start = {0, rows};  // row block b: [b], [b + 1]
+  const int64_t threads = ctx.pool->num_threads();
+  const int64_t bytes =
+      (n + rows) * row_len * static_cast<int64_t>(sizeof(T));
+  if (threads > 1 && bytes >= kParallelBytes) {
+    std::vector<int64_t> count(rows, 0);
+    for (int64_t p = 0; p < n; ++p) ++count[idx[p]];
+    const int64_t max_count = *std::max_element(count.begin(), count.end());
+    // Enough column blocks that the heaviest row's share of one is at most
+    // a thread's share of all positions.
+    col_blocks = std::clamp<int64_t>(
+        (threads * max_count + n - 1) / std::max<int64_t>(n, 1), 1,
+        std::min(threads, col_units));
+    row_blocks = std::min(rows, (threads + col_blocks - 1) / col_blocks);
+    // Cut where the running cost (positions, plus one per row for its
+    // zeros) passes each 1/row_blocks of the total.
+    row_start.assign(row_blocks + 1, rows);
+    row_start[0] = 0;
+    const int64_t total = n + rows;
+    int64_t acc = 0, b = 1;
+    for (int64_t v = 0; v < rows && b < row_blocks; ++v) {
+      acc += count[v] + 1;
+      while (b < row_blocks && acc * row_blocks >= total * b) {
+        row_start[b++] = v + 1;
+      }
+    }
+  }
+  const auto run_block = [&](int64_t unit) {
+    const int64_t cb = unit % col_blocks, rb = unit / col_blocks;
+    const int64_t c0 = std::min(row_len, col_units * cb / col_blocks * kLine);
+    const int64_t c1 =
+        std::min(row_len, col_units * (cb + 1) / col_blocks * kLine);
+    const int64_t r0 = row_start[rb], r1 = row_start[rb + 1];
+    const int64_t w = c1 - c0;
+    if (w <= 0 || r0 >= r1) return;
+    for (int64_t v = r0; v < r1; ++v) {
+      std::fill_n(dst + v * row_len + c0, w, T{0});
+    }
+    for (int64_t p = 0; p < n; ++p) {
+      const int64_t v = static_cast<int64_t>(idx[p]);
+      if (v < r0 || v >= r1) continue;
+      T* __restrict o = dst + v * row_len + c0;
+      const T* __restrict s = src + p * row_len + c0;
+      for (int64_t c = 0; c < w; ++c) o[c] += s[c];
+    }
+  };
+  const int64_t units = col_blocks * row_blocks;
+  if (units == 1) {
+    run_block(0);
+  } else {
+    ctx.pool->ParallelFor(units, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t u = lo; u < hi; ++u) run_block(u);
+    });
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status GatherGradKernel(const KernelContext& ctx) {
+  if (ctx.inputs[1].dtype() == DType::kI32) {
+    return GatherGradWith<T, int32_t>(ctx);
+  }
+  return GatherGradWith<T, int64_t>(ctx);
+}
+
+OpSchema MakeGatherGradSchema() {
+  OpSchema s;
+  s.name = "gather_grad";
+  s.doc =
+      "Backward of gather: a zero table [rows, ...] with each dy row added "
+      "into the row its index names (deterministic scatter-add).";
+  s.inputs = {
+      ArgDef{"dy", DTypeSet::Floating(), true,
+             "gradient of gather's output, indices.shape + [...]"},
+      ArgDef{"indices", DTypeSet::Integer(), false,
+             "gather's indices, in [0, rows)"},
+  };
+  s.outputs = {"dtable"};
+  s.attrs = {AttrDef{"rows", AttrKind::kInt, std::nullopt,
+                     "rows of the table (gather's V)"}};
+  s.shape_fn = GatherGradShape;
+  s.kernels[DType::kF32] = GatherGradKernel<float>;
+  s.kernels[DType::kF64] = GatherGradKernel<double>;
+  s.flops = [](const Node&, absl::Span<const TensorType> in) {
+    return in[0].num_elements();  // one add per dy element
+  };
+  s.differentiable = false;  // no second-order gradients
+  const auto ex = [](Shape dy, TensorType indices, int64_t rows) {
+    return OpExample{{F32(std::move(dy)), std::move(indices)},
+                     {{"rows", AttrValue(rows)}},
+                     {{-1, 1}, {0, static_cast<double>(rows)}}};
+  };
+  s.examples = {ex({10, 3}, I32({10}), 4), ex({2, 3, 2}, I64({2, 3}), 5),
+                ex({6}, I64({6}), 3), ex({4}, I32({}), 2)};
   return s;
 }
 
 SUBQUAD_REGISTER_OP(MakeReshapeSchema());
 SUBQUAD_REGISTER_OP(MakeTransposeSchema());
 SUBQUAD_REGISTER_OP(MakeSliceSchema());
+SUBQUAD_REGISTER_OP(MakePadSchema());
 SUBQUAD_REGISTER_OP(MakeConcatSchema());
 SUBQUAD_REGISTER_OP(MakeBroadcastToSchema());
 SUBQUAD_REGISTER_OP(MakeGatherSchema());
+SUBQUAD_REGISTER_OP(MakeGatherGradSchema());
 
 }  // namespace
 }  // namespace subquad

@@ -1,10 +1,12 @@
 // Elementwise ops: binary arithmetic with NumPy broadcasting, unary math,
-// scale, pow, where, causal_mask and cast. Semantics are in ops/ops.h.
+// scale, pow, where, causal_mask and cast, each with its gradient rule, and
+// the fused backward ops tanh_grad, relu_grad and gelu_grad. Semantics are
+// in ops/ops.h.
 //
 // Kernels map the raw buffers as Eigen arrays so that arithmetic and
 // exp/log/tanh/sqrt vectorise; work above a few tens of thousands of
-// elements is split across the pool. Ops with inplace_input = 0 only ever
-// read element i of input 0 before writing element i of the output, so they
+// elements is split across the pool. Ops with inplace_input = k only ever
+// read element i of input k before writing element i of the output, so they
 // are correct when the two share a buffer.
 
 #include <algorithm>
@@ -26,23 +28,29 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include "Eigen/Core"
 #pragma GCC diagnostic pop
-#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "core/attribute.h"
+#include "core/builder.h"
 #include "core/dtype.h"
+#include "core/grad.h"
 #include "core/graph.h"
 #include "core/op_schema.h"
 #include "core/parallel.h"
 #include "core/shape.h"
 #include "core/tensor.h"
 #include "ops/internal/broadcast.h"
+#include "ops/internal/parallel_range.h"
+#include "ops/ops.h"
 
 namespace subquad {
 namespace {
 
 using ops_internal::BroadcastIter;
+using ops_internal::ForEachSegment;
+using ops_internal::kSerialWork;
+using ops_internal::ParallelRange;
 
 template <typename T>
 using Vec = Eigen::Array<T, Eigen::Dynamic, 1>;
@@ -50,47 +58,6 @@ template <typename T>
 using VecMap = Eigen::Map<Vec<T>>;
 template <typename T>
 using ConstVecMap = Eigen::Map<const Vec<T>>;
-
-// Work (elements x relative cost) below which a kernel runs in one call on
-// the calling thread: the pool's hand-off costs more than it saves.
-constexpr int64_t kSerialWork = 32768;
-
-// Calls fn over [0, n) in one call when n <= grain, else across the pool in
-// ranges of at least `grain`.
-void ParallelRange(ParallelRunner* pool, int64_t n, int64_t grain,
-                   absl::FunctionRef<void(int64_t, int64_t)> fn) {
-  if (n <= 0) return;
-  grain = std::max<int64_t>(grain, 1);
-  if (n <= grain || pool->num_threads() <= 1) {
-    fn(0, n);
-    return;
-  }
-  pool->ParallelFor(n, grain, fn);
-}
-
-// Walks the output of a broadcast op in contiguous segments (whole or partial
-// rows of `it`), across the pool: fn(out_offset, input_offsets, length), with
-// the input offsets of the segment's first element.
-template <int N, typename Fn>
-void ForEachSegment(ParallelRunner* pool, const BroadcastIter<N>& it,
-                    int64_t total, int64_t grain, const Fn& fn) {
-  const int64_t len = it.row_length();
-  if (len == 0) return;
-  ParallelRange(pool, total, grain, [&](int64_t begin, int64_t end) {
-    int64_t row = begin / len;
-    int64_t col = begin - row * len;
-    int64_t pos = begin;
-    while (pos < end) {
-      const int64_t n = std::min(len - col, end - pos);
-      std::array<int64_t, N> off = it.InputOffsets(row);
-      for (int k = 0; k < N; ++k) off[k] += col * it.row_stride(k);
-      fn(pos, off, n);
-      pos += n;
-      ++row;
-      col = 0;
-    }
-  });
-}
 
 absl::StatusOr<std::vector<TensorType>> SameAsInput0(const ShapeContext& c) {
   return std::vector<TensorType>{c.input(0)};
@@ -114,6 +81,46 @@ void AddFloatKernels(OpSchema& s) {
   };
 }
 
+TensorType F32(const Shape& shape) { return TensorType{DType::kF32, shape}; }
+
+// Examples of a unary op: a vector, a matrix with odd sizes and a rank-3
+// tensor, values in [lo, hi), with `attrs`.
+std::vector<OpExample> UnaryExamples(double lo, double hi, AttrMap attrs = {}) {
+  std::vector<OpExample> out;
+  for (Shape s : {Shape{7}, Shape{3, 5}, Shape{2, 3, 4}}) {
+    out.push_back(OpExample{{F32(std::move(s))}, attrs, {{lo, hi}}});
+  }
+  return out;
+}
+
+// Examples of a binary op: equal shapes, a trailing vector broadcast over
+// a rank-3 tensor, both operands broadcast, and scalars on either side.
+// x's values are in [-1, 1), y's in [ylo, yhi).
+std::vector<OpExample> BinaryExamples(double ylo, double yhi) {
+  const std::pair<Shape, Shape> shapes[] = {{{3, 5}, {3, 5}},
+                                            {{2, 3, 4}, {4}},
+                                            {{3, 1, 5}, {1, 4, 1}},
+                                            {{}, {2, 3}},
+                                            {{5, 1}, {}}};
+  std::vector<OpExample> out;
+  for (const auto& [x, y] : shapes) {
+    out.push_back(OpExample{{F32(x), F32(y)}, {}, {{-1, 1}, {ylo, yhi}}});
+  }
+  return out;
+}
+
+// A scalar constant 0 of `dtype`. GCC 12 reports a spurious
+// (maybe-)uninitialized read of the empty Shape moved inside the inlined
+// Tensor::Scalar.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+Value ScalarZero(GraphBuilder& b, DType dtype) {
+  return dtype == DType::kF32 ? b.ScalarConstant<float>(0.0f)
+                              : b.ScalarConstant<double>(0.0);
+}
+#pragma GCC diagnostic pop
+
 // ---- Binary arithmetic ------------------------------------------------------
 
 // Each functor combines two Eigen arrays, an array and a scalar, or two
@@ -125,6 +132,17 @@ struct AddFn {
   static auto Apply(const A& a, const B& b) {
     return a + b;
   }
+  static std::vector<OpExample> Examples() { return BinaryExamples(-1, 1); }
+  static absl::Status Grad(GradContext& ctx) {
+    GraphBuilder& b = ctx.builder();
+    const Value g = ctx.grad_output(0);
+    for (int i : {0, 1}) {
+      if (ctx.needs_grad(i)) {
+        ctx.set_grad_input(i, ops::ReduceToShape(b, g, ctx.input_type(i).shape));
+      }
+    }
+    return absl::OkStatus();
+  }
 };
 struct SubFn {
   static constexpr const char* kName = "sub";
@@ -132,6 +150,20 @@ struct SubFn {
   template <typename A, typename B>
   static auto Apply(const A& a, const B& b) {
     return a - b;
+  }
+  static std::vector<OpExample> Examples() { return BinaryExamples(-1, 1); }
+  // gy = -g, negated after reducing (fewer elements).
+  static absl::Status Grad(GradContext& ctx) {
+    GraphBuilder& b = ctx.builder();
+    const Value g = ctx.grad_output(0);
+    if (ctx.needs_grad(0)) {
+      ctx.set_grad_input(0, ops::ReduceToShape(b, g, ctx.input_type(0).shape));
+    }
+    if (ctx.needs_grad(1)) {
+      ctx.set_grad_input(
+          1, ops::Neg(b, ops::ReduceToShape(b, g, ctx.input_type(1).shape)));
+    }
+    return absl::OkStatus();
   }
 };
 struct MulFn {
@@ -141,6 +173,19 @@ struct MulFn {
   static auto Apply(const A& a, const B& b) {
     return a * b;
   }
+  static std::vector<OpExample> Examples() { return BinaryExamples(-1, 1); }
+  // gx = g * y, gy = g * x.
+  static absl::Status Grad(GradContext& ctx) {
+    GraphBuilder& b = ctx.builder();
+    const Value g = ctx.grad_output(0);
+    for (int i : {0, 1}) {
+      if (!ctx.needs_grad(i)) continue;
+      ctx.set_grad_input(
+          i, ops::ReduceToShape(b, ops::Mul(b, g, ctx.input(1 - i)),
+                                ctx.input_type(i).shape));
+    }
+    return absl::OkStatus();
+  }
 };
 struct DivFn {
   static constexpr const char* kName = "div";
@@ -148,6 +193,22 @@ struct DivFn {
   template <typename A, typename B>
   static auto Apply(const A& a, const B& b) {
     return a / b;
+  }
+  // Denominators away from 0.
+  static std::vector<OpExample> Examples() { return BinaryExamples(0.5, 2); }
+  // With t = g / y: gx = t, gy = -t * z (z = x / y, the output).
+  static absl::Status Grad(GradContext& ctx) {
+    GraphBuilder& b = ctx.builder();
+    const Value t = ops::Div(b, ctx.grad_output(0), ctx.input(1));
+    if (ctx.needs_grad(0)) {
+      ctx.set_grad_input(0, ops::ReduceToShape(b, t, ctx.input_type(0).shape));
+    }
+    if (ctx.needs_grad(1)) {
+      ctx.set_grad_input(
+          1, ops::Neg(b, ops::ReduceToShape(b, ops::Mul(b, t, ctx.output(0)),
+                                            ctx.input_type(1).shape)));
+    }
+    return absl::OkStatus();
   }
 };
 
@@ -214,6 +275,8 @@ OpSchema MakeBinarySchema() {
   AddFloatKernels<BinaryKernel<Fn>::template Impl>(s);
   s.flops = PerOutputElement(1);
   s.inplace_input = 0;
+  s.grad = Fn::Grad;
+  s.examples = Fn::Examples();
   return s;
 }
 
@@ -237,6 +300,11 @@ struct NegFn {
   template <typename T>
   void operator()(ConstVecMap<T> x, VecMap<T> y) const {
     y = -x;
+  }
+  static std::vector<OpExample> Examples() { return UnaryExamples(-1, 1); }
+  static absl::Status Grad(GradContext& ctx) {
+    ctx.set_grad_input(0, ops::Neg(ctx.builder(), ctx.grad_output(0)));
+    return absl::OkStatus();
   }
 };
 
@@ -278,6 +346,13 @@ struct ExpFn {
   void operator()(ConstVecMap<T> x, VecMap<T> y) const {
     ExpRange<T>(x, y);
   }
+  static std::vector<OpExample> Examples() { return UnaryExamples(-2, 2); }
+  // g * y, from the output.
+  static absl::Status Grad(GradContext& ctx) {
+    ctx.set_grad_input(
+        0, ops::Mul(ctx.builder(), ctx.grad_output(0), ctx.output(0)));
+    return absl::OkStatus();
+  }
 };
 
 struct LogFn {
@@ -290,6 +365,14 @@ struct LogFn {
   template <typename T>
   void operator()(ConstVecMap<T> x, VecMap<T> y) const {
     y = x.log();
+  }
+  // Away from the singularity at 0.
+  static std::vector<OpExample> Examples() { return UnaryExamples(0.5, 2); }
+  // g / x.
+  static absl::Status Grad(GradContext& ctx) {
+    ctx.set_grad_input(
+        0, ops::Div(ctx.builder(), ctx.grad_output(0), ctx.input(0)));
+    return absl::OkStatus();
   }
 };
 
@@ -304,6 +387,14 @@ struct SqrtFn {
   void operator()(ConstVecMap<T> x, VecMap<T> y) const {
     y = x.sqrt();
   }
+  static std::vector<OpExample> Examples() { return UnaryExamples(0.5, 2); }
+  // 0.5 * g / y, from the output.
+  static absl::Status Grad(GradContext& ctx) {
+    GraphBuilder& b = ctx.builder();
+    ctx.set_grad_input(
+        0, ops::Div(b, ops::Scale(b, ctx.grad_output(0), 0.5), ctx.output(0)));
+    return absl::OkStatus();
+  }
 };
 
 struct RsqrtFn {
@@ -316,6 +407,15 @@ struct RsqrtFn {
   template <typename T>
   void operator()(ConstVecMap<T> x, VecMap<T> y) const {
     y = x.rsqrt();
+  }
+  static std::vector<OpExample> Examples() { return UnaryExamples(0.5, 2); }
+  // -0.5 * g * y^3, from the output.
+  static absl::Status Grad(GradContext& ctx) {
+    GraphBuilder& b = ctx.builder();
+    ctx.set_grad_input(
+        0, ops::Mul(b, ctx.grad_output(0),
+                    ops::Scale(b, ops::Pow(b, ctx.output(0), 3.0), -0.5)));
+    return absl::OkStatus();
   }
 };
 
@@ -330,6 +430,13 @@ struct TanhFn {
   void operator()(ConstVecMap<T> x, VecMap<T> y) const {
     y = x.tanh();
   }
+  static std::vector<OpExample> Examples() { return UnaryExamples(-2, 2); }
+  // tanh_grad(y, g) = g * (1 - y^2), from the output.
+  static absl::Status Grad(GradContext& ctx) {
+    ctx.set_grad_input(0, ctx.builder().Add("tanh_grad", {ctx.output(0),
+                                                          ctx.grad_output(0)}));
+    return absl::OkStatus();
+  }
 };
 
 struct ReluFn {
@@ -342,6 +449,15 @@ struct ReluFn {
   template <typename T>
   void operator()(ConstVecMap<T> x, VecMap<T> y) const {
     y = x.max(T(0));  // NaN stays NaN
+  }
+  // Both sides of the kink; with these seeds no value lies within the
+  // finite-difference step of 0.
+  static std::vector<OpExample> Examples() { return UnaryExamples(-1, 1); }
+  // relu_grad(x, g) = x > 0 ? g : 0.
+  static absl::Status Grad(GradContext& ctx) {
+    ctx.set_grad_input(0, ctx.builder().Add("relu_grad", {ctx.input(0),
+                                                          ctx.grad_output(0)}));
+    return absl::OkStatus();
   }
 };
 
@@ -364,6 +480,13 @@ struct GeluFn {
   void operator()(ConstVecMap<T> x, VecMap<T> y) const {
     y = x / (T(1) + (x * (T(kA) + T(kB) * x.square())).exp());
   }
+  static std::vector<OpExample> Examples() { return UnaryExamples(-3, 3); }
+  // gelu_grad(x, g) = g * gelu'(x).
+  static absl::Status Grad(GradContext& ctx) {
+    ctx.set_grad_input(0, ctx.builder().Add("gelu_grad", {ctx.input(0),
+                                                          ctx.grad_output(0)}));
+    return absl::OkStatus();
+  }
 };
 
 struct ScaleFn {
@@ -379,6 +502,16 @@ struct ScaleFn {
   template <typename T>
   void operator()(ConstVecMap<T> x, VecMap<T> y) const {
     y = x * static_cast<T>(factor);
+  }
+  static std::vector<OpExample> Examples() {
+    std::vector<OpExample> out = UnaryExamples(-1, 1, {{"factor", -1.5}});
+    out.push_back(OpExample{{F32({4, 3})}, {{"factor", 0.125}}});
+    return out;
+  }
+  static absl::Status Grad(GradContext& ctx) {
+    ctx.set_grad_input(0, ops::Scale(ctx.builder(), ctx.grad_output(0),
+                                     ctx.node().GetFloat("factor")));
+    return absl::OkStatus();
   }
   double factor;
 };
@@ -417,6 +550,38 @@ struct PowFn {
       for (int64_t i = 0; i < x.size(); ++i) y[i] = std::pow(x[i], e);
     }
   }
+  // Positive bases keep non-integer exponents smooth; the exponents cover
+  // the special-cased kernels (2, 3, -1) and std::pow (2.5, -1.5, 0.5).
+  static std::vector<OpExample> Examples() {
+    std::vector<OpExample> out;
+    const std::pair<Shape, double> cases[] = {
+        {{7}, 2.5}, {{3, 5}, 3.0}, {{2, 3, 4}, -1.5}, {{4, 3}, 0.5},
+        {{5}, 2.0}, {{2, 5}, -1.0}, {{3}, 0.0}, {{3}, 1.0}};
+    for (const auto& [shape, e] : cases) {
+      out.push_back(OpExample{{F32(shape)}, {{"exponent", e}}, {{0.5, 2}}});
+    }
+    return out;
+  }
+  // g * p * x^(p-1), with the cheap forms for p in {0, 1, 2}.
+  static absl::Status Grad(GradContext& ctx) {
+    GraphBuilder& b = ctx.builder();
+    const double p = ctx.node().GetFloat("exponent");
+    const Value g = ctx.grad_output(0);
+    const Value x = ctx.input(0);
+    const TensorType& t = ctx.input_type(0);
+    Value gx;
+    if (p == 0) {
+      gx = ops::Fill(b, t.dtype, t.shape, 0.0);
+    } else if (p == 1) {
+      gx = g;
+    } else if (p == 2) {
+      gx = ops::Mul(b, g, ops::Scale(b, x, 2.0));
+    } else {
+      gx = ops::Mul(b, g, ops::Scale(b, ops::Pow(b, x, p - 1), p));
+    }
+    ctx.set_grad_input(0, gx);
+    return absl::OkStatus();
+  }
   double exponent;
 };
 
@@ -450,6 +615,8 @@ OpSchema MakeUnarySchema() {
   AddFloatKernels<UnaryKernel<Fn>::template Impl>(s);
   s.flops = PerOutputElement(Fn::kFlops);
   s.inplace_input = 0;
+  s.grad = Fn::Grad;
+  s.examples = Fn::Examples();
   return s;
 }
 
@@ -463,6 +630,129 @@ SUBQUAD_REGISTER_OP(MakeUnarySchema<ReluFn>());
 SUBQUAD_REGISTER_OP(MakeUnarySchema<GeluFn>());
 SUBQUAD_REGISTER_OP(MakeUnarySchema<ScaleFn>());
 SUBQUAD_REGISTER_OP(MakeUnarySchema<PowFn>());
+
+// ---- Fused backward of tanh, relu and gelu ----------------------------------
+
+// dx = dy * f'(a) for a same-shape pair (a, dy), where a is the forward
+// input x or output y. Fn maps contiguous ranges (a, dy) to dx; dx may be
+// dy's memory (inplace_input = 1): element i of dy is read before element i
+// of dx is written.
+struct TanhGradFn {
+  static constexpr const char* kName = "tanh_grad";
+  static constexpr const char* kDoc =
+      "Backward of tanh from its output y: dy * (1 - y^2).";
+  static constexpr const char* kFirst = "y";
+  static constexpr const char* kFirstDoc = "tanh's output";
+  static constexpr int kCost = 1;
+  static constexpr int kFlops = 3;
+  template <typename T>
+  static void Apply(ConstVecMap<T> y, ConstVecMap<T> dy, VecMap<T> dx) {
+    dx = dy * (T(1) - y.square());
+  }
+  static constexpr double kLo = -1, kHi = 1;  // tanh's range
+};
+
+struct ReluGradFn {
+  static constexpr const char* kName = "relu_grad";
+  static constexpr const char* kDoc =
+      "Backward of relu: dy where x > 0, else 0 (also at 0 and NaN).";
+  static constexpr const char* kFirst = "x";
+  static constexpr const char* kFirstDoc = "relu's input";
+  static constexpr int kCost = 1;
+  static constexpr int kFlops = 1;
+  template <typename T>
+  static void Apply(ConstVecMap<T> x, ConstVecMap<T> dy, VecMap<T> dx) {
+    dx = (x > T(0)).select(dy, T(0));
+  }
+  static constexpr double kLo = -1, kHi = 1;
+};
+
+// gelu(x) = x·s with s = 1 / (1 + e^z), z = x·(a + b·x²) (see GeluFn), so
+// gelu'(x) = s − x·s·(1 − s)·(a + 3b·x²). For very negative x, e^z = inf
+// gives s = 0 and 1 − s = 1: the derivative is 0, not NaN.
+// Flops per element: x², z (3), exp, 1+, inverse, a + 3b·x² (2), 1 − s,
+// products (4), subtract, ·dy = 15.
+struct GeluGradFn {
+  static constexpr const char* kName = "gelu_grad";
+  static constexpr const char* kDoc =
+      "Backward of gelu (tanh form): dy * gelu'(x), the exact derivative.";
+  static constexpr const char* kFirst = "x";
+  static constexpr const char* kFirstDoc = "gelu's input";
+  static constexpr int kCost = 8;
+  static constexpr int kFlops = 15;
+  static constexpr int64_t kBlock = 256;
+  template <typename T>
+  static void Apply(ConstVecMap<T> x, ConstVecMap<T> dy, VecMap<T> dx) {
+    constexpr T a = static_cast<T>(GeluFn::kA);
+    constexpr T b = static_cast<T>(GeluFn::kB);
+    // s per block in a stack buffer: dx may alias dy.
+    Eigen::Array<T, Eigen::Dynamic, 1, Eigen::ColMajor, kBlock, 1> s;
+    for (int64_t i = 0; i < x.size(); i += kBlock) {
+      const int64_t n = std::min(kBlock, x.size() - i);
+      const auto xb = x.segment(i, n);
+      s = (T(1) + (xb * (a + b * xb.square())).exp()).inverse();
+      dx.segment(i, n) =
+          dy.segment(i, n) *
+          (s - xb * s * (T(1) - s) * (a + T(3) * b * xb.square()));
+    }
+  }
+  static constexpr double kLo = -3, kHi = 3;
+};
+
+template <typename Fn>
+struct UnaryGradKernel {
+  template <typename T>
+  struct Impl {
+    static absl::Status Run(const KernelContext& ctx) {
+      const T* a = ctx.inputs[0].template data<T>();
+      const T* dy = ctx.inputs[1].template data<T>();
+      T* dx = ctx.outputs[0].template data<T>();
+      ParallelRange(ctx.pool, ctx.outputs[0].num_elements(),
+                    kSerialWork / Fn::kCost, [&](int64_t b, int64_t e) {
+                      Fn::template Apply<T>(ConstVecMap<T>(a + b, e - b),
+                                            ConstVecMap<T>(dy + b, e - b),
+                                            VecMap<T>(dx + b, e - b));
+                    });
+      return absl::OkStatus();
+    }
+  };
+};
+
+// Both inputs have one floating type; the output has it too.
+absl::StatusOr<std::vector<TensorType>> SameTypePairShape(
+    const ShapeContext& c) {
+  if (c.input(0) != c.input(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(c.schema().inputs[0].name, " and dy must have one type: ",
+                     c.input(0).ToString(), " vs ", c.input(1).ToString()));
+  }
+  return std::vector<TensorType>{c.input(0)};
+}
+
+template <typename Fn>
+OpSchema MakeUnaryGradSchema() {
+  OpSchema s;
+  s.name = Fn::kName;
+  s.doc = Fn::kDoc;
+  s.inputs = {ArgDef{Fn::kFirst, DTypeSet::Floating(), true, Fn::kFirstDoc},
+              ArgDef{"dy", DTypeSet::Floating(), true,
+                     "gradient of the forward output"}};
+  s.outputs = {"dx"};
+  s.shape_fn = SameTypePairShape;
+  AddFloatKernels<UnaryGradKernel<Fn>::template Impl>(s);
+  s.flops = PerOutputElement(Fn::kFlops);
+  s.inplace_input = 1;
+  s.differentiable = false;  // no second-order gradients
+  for (Shape shape : {Shape{7}, Shape{3, 5}, Shape{2, 3, 33}}) {
+    s.examples.push_back(OpExample{
+        {F32(shape), F32(shape)}, {}, {{Fn::kLo, Fn::kHi}, {-1, 1}}});
+  }
+  return s;
+}
+
+SUBQUAD_REGISTER_OP(MakeUnaryGradSchema<TanhGradFn>());
+SUBQUAD_REGISTER_OP(MakeUnaryGradSchema<ReluGradFn>());
+SUBQUAD_REGISTER_OP(MakeUnaryGradSchema<GeluGradFn>());
 
 // ---- where ------------------------------------------------------------------
 
@@ -504,6 +794,24 @@ struct WhereKernel {
   }
 };
 
+// gx = where(cond, g, 0), gy = where(cond, 0, g), each reduced to its
+// operand's shape; cond carries no gradient.
+absl::Status WhereGrad(GradContext& ctx) {
+  GraphBuilder& b = ctx.builder();
+  const Value g = ctx.grad_output(0);
+  const Value cond = ctx.input(0);
+  const Value zero = ScalarZero(b, b.dtype(g));
+  if (ctx.needs_grad(1)) {
+    ctx.set_grad_input(1, ops::ReduceToShape(b, ops::Where(b, cond, g, zero),
+                                             ctx.input_type(1).shape));
+  }
+  if (ctx.needs_grad(2)) {
+    ctx.set_grad_input(2, ops::ReduceToShape(b, ops::Where(b, cond, zero, g),
+                                             ctx.input_type(2).shape));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<TensorType>> WhereShape(const ShapeContext& c) {
   const TensorType& cond = c.input(0);
   const TensorType& x = c.input(1);
@@ -534,6 +842,23 @@ OpSchema MakeWhereSchema() {
   s.shape_fn = WhereShape;
   AddFloatKernels<WhereKernel>(s);
   s.flops = PerOutputElement(1);
+  s.grad = WhereGrad;
+  // cond in {0, 1}; shapes equal, each operand broadcast, and cond larger
+  // than x and y.
+  const TensorType i32_34{DType::kI32, {3, 4}};
+  const std::vector<std::pair<double, double>> ranges = {
+      {0, 2}, {-1, 1}, {-1, 1}};
+  s.examples = {
+      OpExample{{i32_34, F32({3, 4}), F32({3, 4})}, {}, ranges},
+      OpExample{{TensorType{DType::kI32, {4}}, F32({3, 1}), F32({3, 4})},
+                {},
+                ranges},
+      OpExample{{TensorType{DType::kI64, {2, 3, 5}}, F32({}), F32({3, 1})},
+                {},
+                ranges},
+      OpExample{{TensorType{DType::kI32, {2, 1, 3}}, F32({5, 1}), F32({3})},
+                {},
+                ranges}};
   return s;
 }
 
@@ -598,6 +923,18 @@ OpSchema MakeCausalMaskSchema() {
   AddFloatKernels<CausalMaskKernel>(s);
   s.flops = PerOutputElement(1);
   s.inplace_input = 0;
+  // The gradient is masked the same way, with 0.
+  s.grad = [](GradContext& ctx) {
+    ctx.set_grad_input(0, ops::CausalMask(ctx.builder(), ctx.grad_output(0),
+                                          /*fill=*/0.0));
+    return absl::OkStatus();
+  };
+  // Finite fills (an infinite one makes the finite-difference loss
+  // infinite); square, Tq < Tk (cached keys), Tq > Tk, and batch dims.
+  s.examples = {OpExample{{F32({4, 4})}, {{"fill", 0.0}}},
+                OpExample{{F32({2, 3, 5})}, {{"fill", -3.0}}},
+                OpExample{{F32({5, 3})}, {{"fill", 1.5}}},
+                OpExample{{F32({2, 1, 3, 3})}, {{"fill", -2.0}}}};
   return s;
 }
 
@@ -642,6 +979,21 @@ absl::Status CastKernel(const KernelContext& ctx) {
   return absl::OkStatus();
 }
 
+// The gradient cast back to the input's floating type (the walker never
+// asks for an integer input's gradient).
+absl::Status CastGrad(GradContext& ctx) {
+  const DType in = ctx.input_type(0).dtype;
+  const Value g = ctx.grad_output(0);
+  if (!IsFloating(in) || !IsFloating(ctx.output_type(0).dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cast from ", DTypeName(in), " to ",
+        DTypeName(ctx.output_type(0).dtype), " carries no gradient"));
+  }
+  ctx.set_grad_input(
+      0, in == ctx.builder().dtype(g) ? g : ops::Cast(ctx.builder(), g, in));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<TensorType>> CastShape(const ShapeContext& c) {
   return std::vector<TensorType>{
       TensorType{c.GetDType("dtype"), c.input(0).shape}};
@@ -663,6 +1015,15 @@ OpSchema MakeCastSchema() {
   s.kernels[DType::kI32] = CastKernel<int32_t>;
   s.kernels[DType::kI64] = CastKernel<int64_t>;
   s.flops = PerOutputElement(1);
+  s.grad = CastGrad;
+  // Outputs are f64 so the registry's gradient check sees them; integer
+  // inputs carry no gradient.
+  s.examples = {
+      OpExample{{F32({3, 4})}, {{"dtype", DType::kF64}}},
+      OpExample{{TensorType{DType::kI32, {5}}}, {{"dtype", DType::kF64}},
+                {{-5, 5}}},
+      OpExample{{TensorType{DType::kI64, {2, 3}}}, {{"dtype", DType::kF64}},
+                {{-100, 100}}}};
   return s;
 }
 

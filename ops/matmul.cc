@@ -28,12 +28,15 @@
 #include "Eigen/Core"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/builder.h"
+#include "core/grad.h"
 #include "core/graph.h"
 #include "core/op_schema.h"
 #include "core/shape.h"
 #include "core/status.h"
 #include "core/tensor.h"
 #include "ops/internal/broadcast.h"
+#include "ops/ops.h"
 
 #ifdef SUBQUAD_USE_OPENBLAS
 #include <cblas.h>
@@ -293,6 +296,93 @@ absl::Status MatMulKernel(const KernelContext& ctx) {
   return absl::OkStatus();
 }
 
+// ---- gradient ---------------------------------------------------------------
+
+// With C = op(A)·op(B) and G = dC, per product:
+//   flags    dA                       dB
+//   (F, F)   G·Bᵀ  = mm(G, B, F, T)    Aᵀ·G  = mm(A, G, T, F)
+//   (F, T)   G·B   = mm(G, B, F, F)    Gᵀ·A  = mm(G, A, T, F)
+//   (T, F)   B·Gᵀ  = mm(B, G, F, T)    A·G   = mm(A, G, F, F)
+//   (T, T)   Bᵀ·Gᵀ = mm(B, G, T, T)    Gᵀ·Aᵀ = mm(G, A, T, T)
+// Transposes are flags of the backward matmuls, never copies. Batch dims
+// that broadcasting expanded are summed by ReduceToShape, except in the
+// case of every Linear layer: A [..., M, K] times one matrix B. Then A's
+// products stack into one [rows, K] matrix (a free reshape) and dB is one
+// GEMM over all rows, not a batched product followed by a reduction.
+absl::Status MatMulGrad(GradContext& ctx) {
+  GraphBuilder& b = ctx.builder();
+  const bool ta = ctx.node().GetBool("transpose_a");
+  const bool tb = ctx.node().GetBool("transpose_b");
+  const Value a = ctx.input(0), bm = ctx.input(1), g = ctx.grad_output(0);
+  const Shape& as = ctx.input_type(0).shape;
+  const Shape& bs = ctx.input_type(1).shape;
+  if (ctx.needs_grad(0)) {
+    const Value da = ta ? ops::MatMul(b, bm, g, tb, /*transpose_y=*/true)
+                        : ops::MatMul(b, g, bm, false, !tb);
+    ctx.set_grad_input(0, ops::ReduceToShape(b, da, as));
+  }
+  if (ctx.needs_grad(1)) {
+    const int ra = as.rank(), rb = bs.rank();
+    const int64_t a_batch = Prefix(as, ra - 2).num_elements();
+    const int64_t b_batch = Prefix(bs, rb - 2).num_elements();
+    Value db;
+    if (!ta && b_batch == 1 && a_batch > 1) {
+      const int64_t k = as[ra - 1];
+      const Shape& cs = ctx.output_type(0).shape;
+      const int64_t n = cs[cs.rank() - 1];
+      const int64_t rows = a_batch * as[ra - 2];
+      const Value a2 = ops::Reshape(b, a, {rows, k});
+      const Value g2 = ops::Reshape(b, g, {rows, n});
+      db = tb ? ops::MatMul(b, g2, a2, /*transpose_x=*/true)
+              : ops::MatMul(b, a2, g2, /*transpose_x=*/true);
+      if (rb != 2) db = ops::Reshape(b, db, bs.ToVector());
+    } else {
+      db = tb ? ops::MatMul(b, g, a, /*transpose_x=*/true, ta)
+              : ops::MatMul(b, a, g, !ta, false);
+      db = ops::ReduceToShape(b, db, bs);
+    }
+    ctx.set_grad_input(1, db);
+  }
+  return absl::OkStatus();
+}
+
+// Examples: every flag combination, odd sizes, batch dims broadcast on
+// either side, and the Linear-layer case (a batched A times one B, with
+// and without transpose_b, B with and without leading 1-dims).
+std::vector<OpExample> MatMulExamples() {
+  const auto f32 = [](Shape s) {
+    return TensorType{DType::kF32, std::move(s)};
+  };
+  const auto flags = [](bool ta, bool tb) {
+    return AttrMap{{"transpose_a", AttrValue(ta)},
+                   {"transpose_b", AttrValue(tb)}};
+  };
+  std::vector<OpExample> out;
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      // op(a) [3, 5], op(b) [5, 4].
+      const Shape a = ta ? Shape{5, 3} : Shape{3, 5};
+      const Shape b = tb ? Shape{4, 5} : Shape{5, 4};
+      out.push_back(OpExample{{f32(a), f32(b)}, flags(ta, tb)});
+      // Batch dims broadcast on both sides: [2, 1] x [3] -> [2, 3].
+      const Shape ab = {2, 1, a[0], a[1]};
+      const Shape bb = {3, b[0], b[1]};
+      out.push_back(OpExample{{f32(ab), f32(bb)}, flags(ta, tb)});
+    }
+  }
+  // Linear layers: [2, 3, 4] x [4, 5], x [5, 4] (tb), x [1, 4, 5].
+  out.push_back(OpExample{{f32({2, 3, 4}), f32({4, 5})}, flags(false, false)});
+  out.push_back(OpExample{{f32({2, 3, 4}), f32({5, 4})}, flags(false, true)});
+  out.push_back(
+      OpExample{{f32({2, 3, 4}), f32({1, 4, 5})}, flags(false, false)});
+  // One A against a batch of B, and a transposed A against one B.
+  out.push_back(OpExample{{f32({3, 4}), f32({2, 4, 5})}, flags(false, false)});
+  out.push_back(OpExample{{f32({2, 4, 3}), f32({4, 5})}, flags(true, false)});
+  // Unit dims.
+  out.push_back(OpExample{{f32({1, 7}), f32({7, 1})}, flags(false, false)});
+  return out;
+}
+
 OpSchema MakeMatMulSchema() {
   OpSchema s;
   s.name = "matmul";
@@ -317,6 +407,8 @@ OpSchema MakeMatMulSchema() {
   s.kernels[DType::kF32] = MatMulKernel<float>;
   s.kernels[DType::kF64] = MatMulKernel<double>;
   s.flops = MatMulFlops;
+  s.grad = MatMulGrad;
+  s.examples = MatMulExamples();
   return s;
 }
 

@@ -89,6 +89,13 @@ OpSchema MakeFillSchema() {
               "the value (converted to dtype)"}};
   s.shape_fn = DeclaredType;
   s.differentiable = false;
+  s.examples = {
+      OpExample{{}, {{"dtype", DType::kF32}, {"shape", Shape{3, 4}},
+                     {"value", 1.5}}},
+      OpExample{{}, {{"dtype", DType::kF64}, {"shape", Shape{2, 1}},
+                     {"value", -2.0}}},
+      OpExample{{}, {{"dtype", DType::kI32}, {"shape", Shape{5}},
+                     {"value", 7.0}}}};
   for (DType t : kAllDTypes) {
     s.kernels[t] = [](const KernelContext& ctx) {
       const TensorView& y = ctx.outputs[0];

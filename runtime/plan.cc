@@ -1,6 +1,7 @@
 #include "runtime/plan.h"
 
 #include <algorithm>
+#include <queue>
 
 #include "absl/strings/str_cat.h"
 #include "core/op_schema.h"
@@ -42,15 +43,67 @@ absl::StatusOr<Plan> Plan::Create(const Graph& graph, std::vector<Value> fetches
       if (!needed[in.node]) stack.push_back(in.node);
     }
   }
-  ASSIGN_OR_RETURN(std::vector<NodeId> order, graph.TopologicalOrder());
-  std::vector<int> pos(graph.id_bound(), -1);
-  for (NodeId id : order) {
+  // The node whose storage a value occupies: through reshape-like aliases
+  // back to the producer.
+  auto storage_root = [&](Value v) {
+    while (true) {
+      const Node& n = *graph.node(v.node);
+      const int a = n.schema() != nullptr ? n.schema()->alias_input : -1;
+      if (a < 0 || v.output != 0 || a >= n.num_inputs()) return v.node;
+      v = n.input(a);
+    }
+  };
+  // Data edges, plus control edges that run a node updating a parameter in
+  // place after every other reader of that parameter's storage.
+  const NodeId bound = graph.id_bound();
+  std::vector<std::vector<NodeId>> succ(bound);
+  std::vector<int> pending(bound, 0);
+  auto add_edge = [&](NodeId from, NodeId to) {
+    succ[from].push_back(to);
+    ++pending[to];
+  };
+  absl::flat_hash_map<NodeId, std::vector<NodeId>> readers;  // root -> nodes
+  for (NodeId id = 0; id < bound; ++id) {
     if (!needed[id]) continue;
     const Node& n = *graph.node(id);
     if (n.schema() == nullptr) {
       return absl::FailedPreconditionError(
           absl::StrCat(NodeLabel(n), ": no op with this name is registered"));
     }
+    absl::flat_hash_map<NodeId, bool> seen;
+    for (const Value& in : n.inputs()) {
+      if (seen.emplace(in.node, true).second) add_edge(in.node, id);
+      readers[storage_root(in)].push_back(id);
+    }
+  }
+  for (NodeId id = 0; id < bound; ++id) {
+    if (!needed[id]) continue;
+    const Node& n = *graph.node(id);
+    for (int i : n.schema()->mutates_inputs) {
+      const NodeId root = storage_root(n.input(i));
+      if (graph.node(root)->op() != "parameter") {
+        return absl::FailedPreconditionError(absl::StrCat(
+            NodeLabel(n), " updates input ", i, " in place, but it is ",
+            NodeLabel(*graph.node(root)), ", not a parameter"));
+      }
+      for (NodeId r : readers[root]) {
+        if (r != id) add_edge(r, id);
+      }
+    }
+  }
+  // Kahn's algorithm, smallest id first among ready nodes.
+  std::priority_queue<NodeId, std::vector<NodeId>, std::greater<>> ready;
+  int needed_count = 0;
+  for (NodeId id = 0; id < bound; ++id) {
+    if (!needed[id]) continue;
+    ++needed_count;
+    if (pending[id] == 0) ready.push(id);
+  }
+  std::vector<int> pos(bound, -1);
+  while (!ready.empty()) {
+    const NodeId id = ready.top();
+    ready.pop();
+    const Node& n = *graph.node(id);
     if (!n.schema()->is_source &&
         n.schema()->FindKernel(n.output_type(0).dtype) == nullptr) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -58,6 +111,19 @@ absl::StatusOr<Plan> Plan::Create(const Graph& graph, std::vector<Value> fetches
     }
     pos[id] = static_cast<int>(plan.schedule_.size());
     plan.schedule_.push_back(id);
+    for (NodeId s : succ[id]) {
+      if (--pending[s] == 0) ready.push(s);
+    }
+  }
+  if (static_cast<int>(plan.schedule_.size()) != needed_count) {
+    for (NodeId id = 0; id < bound; ++id) {
+      if (needed[id] && pos[id] < 0 && pending[id] > 0) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "cannot schedule ", NodeLabel(*graph.node(id)),
+            ": it is on a cycle (a node that updates a parameter in place "
+            "must not feed a reader of that parameter)"));
+      }
+    }
   }
   const int end = static_cast<int>(plan.schedule_.size());
 

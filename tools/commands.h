@@ -16,6 +16,7 @@ struct Command {
 
 int RunVersion(const std::vector<std::string>& args);
 int RunOps(const std::vector<std::string>& args);
+int RunTrain(const std::vector<std::string>& args);
 
 }  // namespace subquad::cli
 

@@ -11,6 +11,7 @@ namespace {
 constexpr subquad::cli::Command kCommands[] = {
     {"version", "print the version", subquad::cli::RunVersion},
     {"ops", "list the registered ops and their schemas", subquad::cli::RunOps},
+    {"train", "train a byte-level language model on text", subquad::cli::RunTrain},
 };
 
 void PrintUsage(FILE* out) {

@@ -4,6 +4,8 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +16,8 @@
 #include "core/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "ops/ops.h"
+#include "passes/autodiff.h"
 #include "tests/ops/op_test_util.h"
 
 namespace subquad {
@@ -80,6 +84,20 @@ Tensor RefSlice(const Tensor& x, const Ints& starts, const Ints& limits) {
   return y;
 }
 
+Tensor RefPad(const Tensor& x, const Ints& low, const Ints& high) {
+  Shape out;
+  for (size_t d = 0; d < low.size(); ++d) {
+    out.push_back(low[d] + x.shape()[d] + high[d]);
+  }
+  Tensor y(x.dtype(), out);  // zeros
+  for (int64_t i = 0; i < x.num_elements(); ++i) {
+    Ints idx = Unravel(i, x.shape());
+    for (size_t d = 0; d < idx.size(); ++d) idx[d] += low[d];
+    CopyElement(x, i, y, Ravel(idx, out));
+  }
+  return y;
+}
+
 Tensor RefConcat(const std::vector<Tensor>& xs, int axis) {
   Shape out = xs[0].shape();
   int64_t total = 0;
@@ -122,6 +140,27 @@ Tensor RefGather(const Tensor& table, const Tensor& indices) {
     const auto index =
         static_cast<int64_t>(testing::ElementAsDouble(indices, p));
     CopyElement(table, index * row + o % row, y, o);
+  }
+  return y;
+}
+
+// gather_grad with plain loops: rows of zeros, each dy row added into the
+// row its index names, in increasing position (the kernel's order).
+template <typename T>
+Tensor RefGatherGrad(const Tensor& dy, const Tensor& indices, int64_t rows) {
+  Shape out = {rows};
+  for (int d = indices.shape().rank(); d < dy.shape().rank(); ++d) {
+    out.push_back(dy.shape()[d]);
+  }
+  Tensor y(dy.dtype(), out);
+  for (int64_t i = 0; i < y.num_elements(); ++i) y.data<T>()[i] = T{0};
+  const int64_t n = indices.num_elements();
+  const int64_t row = n == 0 ? 0 : dy.num_elements() / n;
+  for (int64_t p = 0; p < n; ++p) {
+    const auto v = static_cast<int64_t>(testing::ElementAsDouble(indices, p));
+    for (int64_t c = 0; c < row; ++c) {
+      y.data<T>()[v * row + c] += dy.data<T>()[p * row + c];
+    }
   }
   return y;
 }
@@ -280,6 +319,63 @@ TEST_P(DataMovementTest, SliceLarge) {
   }
 }
 
+// ---- pad ------------------------------------------------------------------------------
+
+TEST_P(DataMovementTest, PadRandom) {
+  const DType t = GetParam();
+  std::mt19937_64 rng(45);
+  for (int iter = 0; iter < 60; ++iter) {
+    const int rank = iter % 5;
+    const Shape s = RandomShape(rng, rank, 6);
+    Ints low(rank), high(rank);
+    for (int d = 0; d < rank; ++d) {
+      low[d] = static_cast<int64_t>(rng() % 3);
+      high[d] = static_cast<int64_t>(rng() % 3);
+      if (iter % 3 == 0 && d % 2 == 0) low[d] = high[d] = 0;  // whole dims
+    }
+    SCOPED_TRACE(absl::StrCat(s.ToString(), " iter ", iter));
+    const Tensor x = Random(t, s, iter);
+    AttrMap attrs = {{"low", AttrValue(low)}, {"high", AttrValue(high)}};
+    ExpectOp("pad", {x}, attrs, RefPad(x, low, high));
+  }
+}
+
+TEST_P(DataMovementTest, PadEdgeCases) {
+  const DType t = GetParam();
+  struct Case {
+    Shape shape;
+    Ints low, high;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{0, 3}, {1, 0}, {2, 0}},     // empty input, zeros out
+           {{2, 0}, {0, 1}, {0, 1}},     // empty rows
+           {{3, 4}, {0, 0}, {0, 0}},     // a copy
+           {{}, {}, {}},                 // a scalar
+           {{5}, {0}, {3}},              // one row
+           {{0, 2}, {0, 0}, {0, 0}}}) {  // empty output
+    SCOPED_TRACE(c.shape.ToString());
+    const Tensor x = Random(t, c.shape, 3);
+    AttrMap attrs = {{"low", AttrValue(c.low)}, {"high", AttrValue(c.high)}};
+    ExpectOp("pad", {x}, attrs, RefPad(x, c.low, c.high));
+  }
+}
+
+TEST_P(DataMovementTest, PadLarge) {
+  const DType t = GetParam();
+  // Many rows (the parallel path), rows padded on both sides, and one long
+  // row (the parallel copy).
+  for (auto [shape, low, high] : std::vector<std::tuple<Shape, Ints, Ints>>{
+           {{64, 280, 40}, {0, 10, 0}, {0, 10, 0}},
+           {{57, 300, 38}, {3, 0, 1}, {4, 0, 1}},
+           {{10, 300, 40}, {10, 0, 0}, {44, 0, 0}},
+           {{1, 200000}, {0, 7}, {0, 9}}}) {
+    SCOPED_TRACE(shape.ToString());
+    const Tensor x = Random(t, shape, 5);
+    AttrMap attrs = {{"low", AttrValue(low)}, {"high", AttrValue(high)}};
+    ExpectOp("pad", {x}, attrs, RefPad(x, low, high));
+  }
+}
+
 // ---- concat --------------------------------------------------------------------------
 
 TEST_P(DataMovementTest, Concat) {
@@ -379,6 +475,101 @@ TEST_P(DataMovementTest, GatherIndexOutOfRange) {
   }
 }
 
+// ---- gather_grad -----------------------------------------------------------------------
+
+class GatherGradTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(GatherGradTest, MatchesPlainLoops) {
+  const DType t = GetParam();
+  for (DType it : {DType::kI32, DType::kI64}) {
+    struct Case {
+      Shape indices;
+      Shape row;
+      int64_t rows;
+    };
+    for (const Case& c : std::vector<Case>{{{}, {3}, 4},
+                                           {{5}, {}, 3},
+                                           {{4}, {3}, 7},
+                                           {{3, 5}, {2, 3}, 4},
+                                           {{0}, {3}, 2},
+                                           {{6}, {0}, 2},
+                                           {{6}, {17}, 1},
+                                           // The main case: an embedding
+                                           // table, and a wide row.
+                                           {{8, 1024}, {256}, 256},
+                                           {{2, 300}, {1000}, 50},
+                                           // Narrow rows: split by rows.
+                                           {{4096}, {3}, 97}}) {
+      SCOPED_TRACE(absl::StrCat(DTypeName(it), c.indices.ToString(),
+                                c.row.ToString(), " rows ", c.rows));
+      Shape dy_shape = c.indices;
+      for (int64_t d : c.row.dims()) dy_shape.push_back(d);
+      const Tensor dy = RandomTensor(t, dy_shape, 1);
+      const Tensor indices = RandomTensor(it, c.indices, 2, 0, c.rows);
+      const Tensor expected =
+          t == DType::kF32 ? RefGatherGrad<float>(dy, indices, c.rows)
+                           : RefGatherGrad<double>(dy, indices, c.rows);
+      ExpectOp("gather_grad", {dy, indices}, {{"rows", AttrValue(c.rows)}},
+               expected);
+      SpawningRunner many(7);
+      ASSERT_OK_AND_ASSIGN(
+          std::vector<Tensor> out,
+          RunOp("gather_grad", {dy, indices}, {{"rows", AttrValue(c.rows)}},
+                &many));
+      EXPECT_TRUE(out[0].BitwiseEquals(expected)) << "7 threads";
+    }
+  }
+}
+
+TEST_P(GatherGradTest, SkewedIndices) {
+  // Most positions name one row (a frequent token): still exact.
+  const DType t = GetParam();
+  const Tensor dy = RandomTensor(t, {2048, 64}, 3);
+  Tensor indices = RandomTensor(DType::kI64, {2048}, 4, 0, 100);
+  for (int64_t p = 0; p < 2048; p += 1 + p % 3) indices.data<int64_t>()[p] = 7;
+  const Tensor expected = t == DType::kF32
+                              ? RefGatherGrad<float>(dy, indices, 100)
+                              : RefGatherGrad<double>(dy, indices, 100);
+  ExpectOp("gather_grad", {dy, indices}, {{"rows", AttrValue(100)}}, expected);
+  // Enough threads that the heavy row is split by columns.
+  SpawningRunner many(7);
+  ASSERT_OK_AND_ASSIGN(
+      std::vector<Tensor> out,
+      RunOp("gather_grad", {dy, indices}, {{"rows", AttrValue(100)}}, &many));
+  EXPECT_TRUE(out[0].BitwiseEquals(expected)) << "7 threads";
+}
+
+TEST_P(GatherGradTest, IndexOutOfRange) {
+  const DType t = GetParam();
+  const Tensor dy = RandomTensor(t, {2, 10, 4}, 1);
+  for (DType it : {DType::kI32, DType::kI64}) {
+    Tensor indices = RandomTensor(it, {2, 10}, 2, 0, 256);
+    DispatchDType(it, [&](auto zero) {
+      using I = decltype(zero);
+      indices.data<I>()[17] = 256;
+    });
+    EXPECT_THAT(RunOp("gather_grad", {dy, indices}, {{"rows", AttrValue(256)}}),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         Eq("node 'gather_grad' (gather_grad): index 256 at "
+                            "position 17 is outside [0, 256)")));
+    DispatchDType(it, [&](auto zero) {
+      using I = decltype(zero);
+      indices.data<I>()[17] = 0;
+      indices.data<I>()[3] = -2;
+    });
+    EXPECT_THAT(RunOp("gather_grad", {dy, indices}, {{"rows", AttrValue(256)}}),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         Eq("node 'gather_grad' (gather_grad): index -2 at "
+                            "position 3 is outside [0, 256)")));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Floats, GatherGradTest,
+                         ::testing::Values(DType::kF32, DType::kF64),
+                         [](const auto& info) {
+                           return std::string(DTypeName(info.param));
+                         });
+
 INSTANTIATE_TEST_SUITE_P(AllDTypes, DataMovementTest,
                          ::testing::ValuesIn(kAllDTypes),
                          [](const auto& info) {
@@ -451,6 +642,126 @@ TEST(DataMovementShapeTest, Slice) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        Eq("slice: building node 'slice': starts [0] and "
                           "limits [1] need one entry per dim of f32[2,3]")));
+}
+
+TEST(DataMovementShapeTest, Pad) {
+  AttrMap attrs = {{"low", AttrValue(Ints{0, 1})},
+                   {"high", AttrValue(Ints{2, -1})}};
+  EXPECT_THAT(Build("pad", {F32({2, 3})}, attrs),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       Eq("pad: building node 'pad': padding 1, -1 of dim 1 "
+                          "of f32[2,3] is negative or too large")));
+  attrs = {{"low", AttrValue(Ints{0})}, {"high", AttrValue(Ints{1, 1})}};
+  EXPECT_THAT(Build("pad", {F32({2, 3})}, attrs),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       Eq("pad: building node 'pad': low [0] and high [1,1] "
+                          "need one entry per dim of f32[2,3]")));
+  attrs = {{"low", AttrValue(Ints{1, 0})}, {"high", AttrValue(Ints{2, 3})}};
+  ASSERT_OK_AND_ASSIGN(std::vector<Tensor> out,
+                       RunOp("pad", {Tensor(DType::kI32, {2, 3})}, attrs));
+  EXPECT_EQ(out[0].type().ToString(), "i32[5,6]");
+}
+
+TEST(DataMovementShapeTest, GatherGrad) {
+  const TensorType i32 = {DType::kI32, {2, 3}};
+  EXPECT_THAT(Build("gather_grad", {F32({2, 4, 5}), i32},
+                    {{"rows", AttrValue(7)}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       Eq("gather_grad: building node 'gather_grad': dy "
+                          "f32[2,4,5] does not start with the shape of "
+                          "indices i32[2,3]")));
+  EXPECT_THAT(Build("gather_grad", {F32({2, 3, 5}), i32},
+                    {{"rows", AttrValue(-1)}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       Eq("gather_grad: building node 'gather_grad': rows is "
+                          "-1; it must be >= 0")));
+  EXPECT_THAT(Build("gather_grad", {F32({2, 3, 5}), F32({2, 3})},
+                    {{"rows", AttrValue(7)}}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Build("gather_grad", {F32({2, 3, 5}), i32}, {}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  Graph g;
+  GraphBuilder b(&g);
+  const Value dy = b.Input("dy", DType::kF64, {2, 3, 5});
+  const Value idx = b.Input("idx", DType::kI64, {2, 3});
+  ASSERT_OK_AND_ASSIGN(
+      std::vector<Value> out,
+      b.AddNode("gather_grad", {dy, idx}, {{"rows", AttrValue(7)}}));
+  const Node& node = *g.node(out[0].node);
+  EXPECT_EQ(node.output_type().ToString(), "f64[7,5]");
+  EXPECT_EQ(node.schema()->flops(node, {b.type(dy), b.type(idx)}), 30);
+  EXPECT_FALSE(node.schema()->differentiable);
+  EXPECT_FALSE(node.schema()->inputs[1].differentiable);
+}
+
+// ---- gradient rules -----------------------------------------------------------------
+// (Their values are checked against finite differences by the registry test,
+// on each op's examples; these check which ops the rules emit.)
+
+// The ops of the backward nodes that autodiff emits for `loss`.
+std::vector<std::string> BackwardOps(Graph& g) {
+  const absl::StatusOr<AutodiffResult> ad = Autodiff(g, {"loss", {}});
+  EXPECT_TRUE(ad.ok()) << ad.status();
+  std::vector<std::string> ops;
+  for (const Node* n : g.nodes()) {
+    if (n->role() == Role::kBackward && n->op() != "fill") {
+      ops.push_back(n->op());
+    }
+  }
+  return ops;
+}
+
+TEST(DataMovementGradTest, SliceIsPaddedBack) {
+  Graph g;
+  GraphBuilder b(&g);
+  const Value x = b.Parameter("x", DType::kF32, {4, 5});
+  b.Output("loss", ops::ReduceSumAll(b, ops::Slice(b, x, {1, 0}, {3, 4})));
+  ASSERT_OK(b.status());
+  EXPECT_THAT(BackwardOps(g), ::testing::Contains("pad"));
+  const Node* pad = nullptr;
+  for (const Node* n : g.nodes()) {
+    if (n->op() == "pad") pad = n;
+  }
+  ASSERT_NE(pad, nullptr);
+  EXPECT_EQ(pad->GetInts("low"), (Ints{1, 0}));
+  EXPECT_EQ(pad->GetInts("high"), (Ints{1, 1}));
+  EXPECT_EQ(pad->name(), "slice/grad/pad");
+}
+
+TEST(DataMovementGradTest, GatherScattersIntoTheTable) {
+  Graph g;
+  GraphBuilder b(&g);
+  const Value table = b.Parameter("table", DType::kF32, {256, 16});
+  const Value tokens = b.Input("tokens", DType::kI32, {4, 8});
+  b.Output("loss", ops::ReduceSumAll(b, ops::Gather(b, table, tokens)));
+  ASSERT_OK(b.status());
+  EXPECT_THAT(BackwardOps(g), ::testing::Contains("gather_grad"));
+  for (const Node* n : g.nodes()) {
+    if (n->op() != "gather_grad") continue;
+    EXPECT_EQ(n->GetInt("rows"), 256);
+    EXPECT_EQ(n->output_type().ToString(), "f32[256,16]");
+    EXPECT_EQ(n->input(1), tokens);
+  }
+}
+
+TEST(DataMovementGradTest, ConcatSlicesOnlyWhatIsNeeded) {
+  Graph g;
+  GraphBuilder b(&g);
+  const Value x = b.Parameter("x", DType::kF32, {2, 3});
+  const Value c = b.Input("c", DType::kF32, {2, 4});
+  const Value y = b.Parameter("y", DType::kF32, {2, 1});
+  b.Output("loss", ops::ReduceSumAll(b, ops::Concat(b, {x, c, y}, -1)));
+  ASSERT_OK(b.status());
+  BackwardOps(g);
+  std::vector<std::pair<Ints, Ints>> slices;
+  for (const Node* n : g.nodes()) {
+    if (n->op() == "slice") {
+      slices.emplace_back(n->GetInts("starts"), n->GetInts("limits"));
+    }
+  }
+  EXPECT_THAT(slices, ::testing::UnorderedElementsAre(
+                          std::pair<Ints, Ints>{{0, 0}, {2, 3}},
+                          std::pair<Ints, Ints>{{0, 7}, {2, 8}}));
 }
 
 TEST(DataMovementShapeTest, Concat) {

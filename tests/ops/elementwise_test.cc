@@ -81,7 +81,16 @@ double RefGelu(double x) {
   return 0.5 * x * (1.0 + std::tanh(k * (x + 0.044715 * x * x * x)));
 }
 
-// Runs the op's kernel with output 0 written into input 0's buffer.
+// d/dx of RefGelu, from the tanh form (the kernel uses another form).
+double RefGeluGrad(double x) {
+  const double k = std::sqrt(2.0 / M_PI);
+  const double t = std::tanh(k * (x + 0.044715 * x * x * x));
+  return 0.5 * (1.0 + t) +
+         0.5 * x * (1.0 - t * t) * k * (1.0 + 3 * 0.044715 * x * x);
+}
+
+// Runs the op's kernel with output 0 written into the buffer of the input
+// its schema names (inplace_input).
 absl::StatusOr<Tensor> RunInPlace(absl::string_view op,
                                   std::vector<Tensor> inputs,
                                   AttrMap attrs = {},
@@ -98,18 +107,18 @@ absl::StatusOr<Tensor> RunInPlace(absl::string_view op,
                    b.AddNode(op, in, std::move(attrs)));
   const Node& node = *g.node(outs[0].node);
   const OpSchema& schema = *node.schema();
-  if (schema.inplace_input != 0 ||
-      node.output_type(0).byte_size() != inputs[0].byte_size()) {
+  const int k = schema.inplace_input;
+  if (k < 0 || node.output_type(0).byte_size() != inputs[k].byte_size()) {
     return absl::FailedPreconditionError("op cannot run in place");
   }
   std::vector<TensorView> in_views;
   for (const Tensor& t : inputs) in_views.push_back(t.view());
   std::vector<TensorView> out_views = {
-      TensorView(node.output_type(0), inputs[0].raw_data())};
+      TensorView(node.output_type(0), inputs[k].raw_data())};
   KernelContext ctx{node, in_views, out_views,
                     pool != nullptr ? pool : SerialRunner::Get()};
   RETURN_IF_ERROR((*schema.FindKernel(node.output_type(0).dtype))(ctx));
-  return std::move(inputs[0]);
+  return std::move(inputs[k]);
 }
 
 struct Tol {
@@ -438,6 +447,70 @@ TEST_P(ElementwiseTest, CausalMaskSquareIsLowerTriangular) {
   for (int i = 0; i < 9; ++i) EXPECT_EQ(ElementAsDouble(got[0], i), want[i]);
 }
 
+// ---- tanh_grad / relu_grad / gelu_grad --------------------------------------
+
+struct UnaryGradOp {
+  const char* name;
+  std::function<double(double, double)> f;  // (forward x or y, dy) -> dx
+  double lo, hi;                            // range of the first input
+  Tol f32_tol;
+};
+
+TEST_P(ElementwiseTest, UnaryGradOpsMatchReference) {
+  const UnaryGradOp ops[] = {
+      {"tanh_grad", [](double y, double dy) { return dy * (1 - y * y); }, -1,
+       1, {1e-5, 1e-6}},
+      {"relu_grad", [](double x, double dy) { return x > 0 ? dy : 0.0; }, -3,
+       3, {0, 0}},
+      // gelu' crosses 0 near x = -0.75: an absolute tolerance for f32.
+      {"gelu_grad",
+       [](double x, double dy) { return dy * RefGeluGrad(x); }, -8, 8,
+       {1e-5, 2e-6}}};
+  SpawningRunner two(2);
+  uint64_t seed = 300;
+  for (const UnaryGradOp& op : ops) {
+    for (const Shape& shape : kUnaryShapes) {
+      SCOPED_TRACE(absl::StrCat(op.name, " ", shape.ToString()));
+      const Tensor a = RandomTensor(dt(), shape, seed++, op.lo, op.hi);
+      const Tensor dy = RandomTensor(dt(), shape, seed++, -2, 2);
+      ASSERT_OK_AND_ASSIGN(auto got, RunOp(op.name, {a, dy}));
+      const Tensor want = RefBroadcast(
+          {&a, &dy}, shape, dt(),
+          [&](const std::vector<double>& v) { return op.f(v[0], v[1]); });
+      const Tol tol =
+          dt() == DType::kF64 ? Tol{1e-12, 1e-14} : op.f32_tol;
+      EXPECT_TRUE(TensorsNear(got[0], want, tol.rtol, tol.atol));
+      ASSERT_OK_AND_ASSIGN(auto par, RunOp(op.name, {a, dy}, {}, &two));
+      EXPECT_TRUE(par[0].BitwiseEquals(got[0]));
+      // In place: dx written over dy.
+      ASSERT_OK_AND_ASSIGN(Tensor inplace, RunInPlace(op.name, {a, dy}));
+      EXPECT_TRUE(inplace.BitwiseEquals(got[0]));
+      ASSERT_OK_AND_ASSIGN(Tensor inplace_par,
+                           RunInPlace(op.name, {a, dy}, {}, &two));
+      EXPECT_TRUE(inplace_par.BitwiseEquals(got[0]));
+    }
+  }
+}
+
+TEST_P(ElementwiseTest, UnaryGradSpecialValues) {
+  Tensor x(dt(), {6});
+  const double xs[] = {0.0, -0.0, std::nan(""), -100.0, 100.0, 1e-30};
+  for (int i = 0; i < 6; ++i) SetElement(x, i, xs[i]);
+  Tensor dy(dt(), {6});
+  for (int i = 0; i < 6; ++i) SetElement(dy, i, 2.0);
+  ASSERT_OK_AND_ASSIGN(auto relu, RunOp("relu_grad", {x, dy}));
+  const double relu_want[] = {0, 0, 0, 0, 2, 2};
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(ElementAsDouble(relu[0], i), relu_want[i]) << i;
+  }
+  // Far tails: exactly 0 and dy (no inf * 0 = NaN); 0.5 * dy at 0.
+  ASSERT_OK_AND_ASSIGN(auto gelu, RunOp("gelu_grad", {x, dy}));
+  EXPECT_EQ(ElementAsDouble(gelu[0], 0), 1.0);
+  EXPECT_TRUE(std::isnan(ElementAsDouble(gelu[0], 2)));
+  EXPECT_EQ(ElementAsDouble(gelu[0], 3), 0.0);
+  EXPECT_EQ(ElementAsDouble(gelu[0], 4), 2.0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Floats, ElementwiseTest,
                          ::testing::Values(DType::kF32, DType::kF64),
                          [](const auto& info) {
@@ -632,6 +705,33 @@ TEST(ElementwiseSchemaTest, Declarations) {
   for (DType t : kAllDTypes) EXPECT_NE(cast->FindKernel(t), nullptr);
   EXPECT_EQ(reg.Find("causal_mask")->FindAttr("fill")->default_value->f(),
             -kInf);
+}
+
+TEST_F(ElementwiseShapeTest, UnaryGradOpsNeedOneType) {
+  EXPECT_THAT(
+      b_.AddNode("relu_grad", {In(DType::kF32, {2, 3}), In(DType::kF32, {3})}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               Eq("relu_grad: building node 'relu_grad': x and dy must have "
+                  "one type: f32[2,3] vs f32[3]")));
+  EXPECT_THAT(
+      b_.AddNode("tanh_grad", {In(DType::kF32, {3}), In(DType::kF64, {3})}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("y and dy must have one type")));
+}
+
+TEST(ElementwiseSchemaTest, GradOpDeclarations) {
+  for (const char* op : {"tanh_grad", "relu_grad", "gelu_grad"}) {
+    SCOPED_TRACE(op);
+    const OpSchema* s = OpRegistry::Global().Find(op);
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->inplace_input, 1);
+    EXPECT_FALSE(s->differentiable);
+    EXPECT_FALSE(s->grad);
+    EXPECT_NE(s->FindKernel(DType::kF32), nullptr);
+    EXPECT_NE(s->FindKernel(DType::kF64), nullptr);
+    EXPECT_TRUE(s->flops);
+    EXPECT_FALSE(s->examples.empty());
+  }
 }
 
 TEST_F(ElementwiseShapeTest, FlopCounts) {

@@ -12,7 +12,11 @@
 #include "core/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "ops/ops.h"
+#include "passes/autodiff.h"
+#include "runtime/parameter_store.h"
 #include "tests/ops/op_test_util.h"
+#include "tests/passes/grad_check_util.h"
 
 namespace subquad {
 namespace {
@@ -285,6 +289,105 @@ TEST(MatMulSchemaTest, ShapeErrors) {
   EXPECT_THAT(
       BuildMatMul({DType::kI32, {4, 8}}, {DType::kI32, {8, 4}}, false, false),
       StatusIs(kInvalidArgument));
+}
+
+// ---- gradient rule -----------------------------------------------------------
+// (Its values are checked against finite differences by the registry test on
+// matmul's examples; these check the backward graph it emits.)
+
+// The backward matmul nodes autodiff emits for "loss".
+std::vector<const Node*> BackwardMatMuls(Graph& g) {
+  const absl::StatusOr<AutodiffResult> ad = Autodiff(g, {"loss", {}});
+  EXPECT_TRUE(ad.ok()) << ad.status();
+  std::vector<const Node*> out;
+  for (const Node* n : g.nodes()) {
+    if (n->role() != Role::kBackward) continue;
+    EXPECT_NE(n->op(), "transpose") << n->name();
+    if (n->op() == "matmul") out.push_back(n);
+  }
+  return out;
+}
+
+TEST(MatMulGradTest, LinearLayerWeightGradientIsOneGemm) {
+  for (bool tb : {false, true}) {
+    for (const Shape& w_shape : {Shape{4, 5}, Shape{1, 4, 5}}) {
+      SCOPED_TRACE(absl::StrCat(w_shape.ToString(), " tb=", tb));
+      Graph g;
+      GraphBuilder b(&g);
+      const Value x = b.Input("x", DType::kF32, {2, 3, 4});
+      Shape ws = w_shape;
+      if (tb) ws = w_shape.rank() == 2 ? Shape{5, 4} : Shape{1, 5, 4};
+      const Value w = b.Parameter("w", DType::kF32, ws);
+      b.Output("loss", ops::ReduceSumAll(b, ops::MatMul(b, x, w, false, tb)));
+      ASSERT_OK(b.status());
+      // x is not a parameter: only dW is computed, by one [6,*]ᵀ·[6,*] GEMM
+      // on reshapes (no batched product, no reduction).
+      const std::vector<const Node*> mms = BackwardMatMuls(g);
+      ASSERT_EQ(mms.size(), 1u);
+      const Node& mm = *mms[0];
+      EXPECT_EQ(g.type(mm.input(0)).shape.rank(), 2);
+      EXPECT_EQ(g.type(mm.input(1)).shape.rank(), 2);
+      EXPECT_EQ(g.type(mm.input(0)).shape[0], 6);
+      EXPECT_TRUE(mm.GetBool("transpose_a"));
+      EXPECT_FALSE(mm.GetBool("transpose_b"));
+      EXPECT_EQ(mm.name(), "matmul/grad/matmul");
+      for (const Node* n : g.nodes()) {
+        if (n->role() == Role::kBackward) {
+          EXPECT_NE(n->op(), "reduce_sum") << n->name();
+        }
+      }
+    }
+  }
+}
+
+TEST(MatMulGradTest, OnlyRequestedOperands) {
+  Graph g;
+  GraphBuilder b(&g);
+  const Value x = b.Parameter("x", DType::kF32, {3, 4});
+  const Value y = b.Input("y", DType::kF32, {2, 4, 5});
+  b.Output("loss", ops::ReduceSumAll(b, ops::MatMul(b, x, y)));
+  ASSERT_OK(b.status());
+  const std::vector<const Node*> mms = BackwardMatMuls(g);
+  ASSERT_EQ(mms.size(), 1u);
+  // dX = dC·Yᵀ per batch entry, then summed over the batch.
+  EXPECT_EQ(mms[0]->output_type().ToString(), "f32[2,3,4]");
+  EXPECT_TRUE(mms[0]->GetBool("transpose_b"));
+}
+
+// Every flag combination with broadcast batch dims, the Linear-layer case
+// included, against finite differences of a random linear functional.
+TEST(MatMulGradTest, AllFlagsMatchFiniteDifferences) {
+  struct Case {
+    Shape a, b;
+  };
+  uint64_t seed = 1;
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      for (const Case& c : std::vector<Case>{
+               {AShape({2, 1}, 6, 7, ta), BShape({3}, 7, 5, tb)},
+               {AShape({4, 3}, 6, 7, ta), BShape({}, 7, 5, tb)},
+               {AShape({}, 6, 7, ta), BShape({2, 3}, 7, 5, tb)}}) {
+        SCOPED_TRACE(absl::StrCat(c.a.ToString(), " x ", c.b.ToString(),
+                                  " ta=", ta, " tb=", tb));
+        Graph g;
+        GraphBuilder b(&g);
+        const Value x = b.Parameter("a", DType::kF64, c.a);
+        const Value y = b.Parameter("b", DType::kF64, c.b);
+        const Value out = ops::MatMul(b, x, y, ta, tb);
+        ASSERT_OK(b.status());
+        const Value r = b.Constant(
+            RandomTensor(DType::kF64, b.shape(out), ++seed), "r");
+        b.Output("loss", ops::ReduceSumAll(b, ops::Mul(b, out, r)));
+        ASSERT_OK(b.status());
+        ParameterStore params;
+        params.Set("a", RandomTensor(DType::kF64, c.a, ++seed));
+        params.Set("b", RandomTensor(DType::kF64, c.b, ++seed));
+        ASSERT_OK_AND_ASSIGN(testing::GradCheckReport report,
+                             testing::CheckGradients(g, params, {}, "loss", 3));
+        EXPECT_LE(report.max_rel_error, 1e-7) << report.worst;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -229,6 +229,186 @@ TEST_P(NnOpsTest, CrossEntropyTargetOutOfRange) {
   }
 }
 
+// ---- Fused backward ops -----------------------------------------------------
+
+// Runs the op's kernel with output 0 written into the buffer of the input
+// its schema names (inplace_input); returns all outputs.
+absl::StatusOr<std::vector<Tensor>> RunInPlace(const std::string& op,
+                                               std::vector<Tensor> inputs,
+                                               ParallelRunner* pool) {
+  Graph g;
+  GraphBuilder b(&g);
+  std::vector<Value> in;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    in.push_back(
+        b.Input(absl::StrCat("in", i), inputs[i].dtype(), inputs[i].shape()));
+  }
+  RETURN_IF_ERROR(b.status());
+  ASSIGN_OR_RETURN(std::vector<Value> outs, b.AddNode(op, in));
+  const Node& node = *g.node(outs[0].node);
+  const OpSchema& schema = *node.schema();
+  const int k = schema.inplace_input;
+  if (k < 0) return absl::FailedPreconditionError("op cannot run in place");
+  std::vector<Tensor> results;
+  std::vector<TensorView> in_views, out_views;
+  for (const Tensor& t : inputs) in_views.push_back(t.view());
+  for (size_t o = 1; o < node.output_types().size(); ++o) {
+    results.emplace_back(node.output_type(o));
+  }
+  out_views.push_back(TensorView(node.output_type(0), inputs[k].raw_data()));
+  for (Tensor& t : results) out_views.push_back(t.view());
+  KernelContext ctx{node, in_views, out_views, pool};
+  RETURN_IF_ERROR((*schema.FindKernel(node.output_type(0).dtype))(ctx));
+  results.insert(results.begin(), std::move(inputs[k]));
+  return results;
+}
+
+struct LayerNormGradRef {
+  Tensor dx, dgamma, dbeta;
+};
+
+// The textbook backward in double, from x's own mean and rstd.
+LayerNormGradRef RefLayerNormGrad(const Tensor& x, const Tensor& gamma,
+                                  const Tensor& mean, const Tensor& rstd,
+                                  const Tensor& dy) {
+  const int64_t d = x.shape()[x.shape().rank() - 1];
+  const int64_t rows = mean.num_elements();
+  LayerNormGradRef r{Tensor(x.dtype(), x.shape()), Tensor(x.dtype(), {d}),
+                     Tensor(x.dtype(), {d})};
+  std::vector<double> dgamma(d, 0.0), dbeta(d, 0.0), xhat(d);
+  for (int64_t row = 0; row < rows; ++row) {
+    const double m = ElementAsDouble(mean, row);
+    const double rs = ElementAsDouble(rstd, row);
+    double a = 0, c = 0;
+    for (int64_t j = 0; j < d; ++j) {
+      xhat[j] = (ElementAsDouble(x, row * d + j) - m) * rs;
+      const double g = ElementAsDouble(dy, row * d + j) * ElementAsDouble(gamma, j);
+      a += g;
+      c += g * xhat[j];
+      dgamma[j] += ElementAsDouble(dy, row * d + j) * xhat[j];
+      dbeta[j] += ElementAsDouble(dy, row * d + j);
+    }
+    a /= d;
+    c /= d;
+    for (int64_t j = 0; j < d; ++j) {
+      const double g = ElementAsDouble(dy, row * d + j) * ElementAsDouble(gamma, j);
+      SetElement(r.dx, row * d + j, rs * (g - a - xhat[j] * c));
+    }
+  }
+  for (int64_t j = 0; j < d; ++j) {
+    SetElement(r.dgamma, j, dgamma[j]);
+    SetElement(r.dbeta, j, dbeta[j]);
+  }
+  return r;
+}
+
+TEST_P(NnOpsTest, LayerNormGradMatchesReference) {
+  // Row counts from one block to many (fixed blocks of rows, in parallel).
+  const Shape shapes[] = {{4, 16},    {3, 5, 7},  {1, 1},    {1},
+                          {33},       {2000, 64}, {64, 1024}, {5000, 3},
+                          {3, 0},     {0, 5}};
+  SpawningRunner two(2);
+  uint64_t seed = 400;
+  for (const Shape& shape : shapes) {
+    SCOPED_TRACE(shape.ToString());
+    const int64_t d = shape[shape.rank() - 1];
+    const Tensor x = RandomTensor(dt(), shape, seed++, -2, 3);
+    const Tensor gamma = RandomTensor(dt(), {d}, seed++, 0.5, 1.5);
+    const Tensor beta = RandomTensor(dt(), {d}, seed++, -1, 1);
+    const Tensor dy = RandomTensor(dt(), shape, seed++, -1, 1);
+    ASSERT_OK_AND_ASSIGN(auto fwd, RunOp("layer_norm", {x, gamma, beta}));
+    const std::vector<Tensor> in = {x, gamma, fwd[1], fwd[2], dy};
+    ASSERT_OK_AND_ASSIGN(auto got, RunOp("layer_norm_grad", in));
+    ASSERT_EQ(got.size(), 3u);
+    const LayerNormGradRef want =
+        RefLayerNormGrad(x, gamma, fwd[1], fwd[2], dy);
+    const bool f64 = dt() == DType::kF64;
+    const int64_t rows = fwd[1].num_elements();
+    EXPECT_TRUE(TensorsNear(got[0], want.dx, f64 ? 1e-11 : 1e-4,
+                            f64 ? 1e-12 : 1e-4));
+    // Sums over rows: rounding grows with the row count.
+    const double sum_atol = (f64 ? 1e-14 : 1e-6) * (rows + 1);
+    EXPECT_TRUE(TensorsNear(got[1], want.dgamma, f64 ? 1e-11 : 1e-4, sum_atol));
+    EXPECT_TRUE(TensorsNear(got[2], want.dbeta, f64 ? 1e-11 : 1e-4, sum_atol));
+    ASSERT_OK_AND_ASSIGN(auto par, RunOp("layer_norm_grad", in, {}, &two));
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(par[i].BitwiseEquals(got[i])) << i;
+    for (ParallelRunner* pool : {static_cast<ParallelRunner*>(SerialRunner::Get()),
+                                 static_cast<ParallelRunner*>(&two)}) {
+      ASSERT_OK_AND_ASSIGN(auto inplace, RunInPlace("layer_norm_grad", in, pool));
+      for (int i = 0; i < 3; ++i) {
+        EXPECT_TRUE(inplace[i].BitwiseEquals(got[i])) << i;
+      }
+    }
+  }
+}
+
+// dlogits = (softmax(logits) − onehot(target))·dloss/N, in double.
+Tensor RefCrossEntropyGrad(const Tensor& logits, const Tensor& targets,
+                           double dloss) {
+  const int64_t v = logits.shape()[logits.shape().rank() - 1];
+  const int64_t rows = targets.num_elements();
+  Tensor dx(logits.dtype(), logits.shape());
+  for (int64_t r = 0; r < rows; ++r) {
+    double m = -std::numeric_limits<double>::infinity(), sum = 0;
+    for (int64_t j = 0; j < v; ++j) m = std::max(m, ElementAsDouble(logits, r * v + j));
+    for (int64_t j = 0; j < v; ++j) sum += std::exp(ElementAsDouble(logits, r * v + j) - m);
+    const int64_t t = static_cast<int64_t>(ElementAsDouble(targets, r));
+    for (int64_t j = 0; j < v; ++j) {
+      const double p = std::exp(ElementAsDouble(logits, r * v + j) - m) / sum;
+      SetElement(dx, r * v + j, (p - (j == t ? 1.0 : 0.0)) * dloss / rows);
+    }
+  }
+  return dx;
+}
+
+TEST_P(NnOpsTest, CrossEntropyGradMatchesReference) {
+  const CrossEntropyCase cases[] = {
+      {{4, 10}, DType::kI32, 3},    {{2, 3, 7}, DType::kI64, 3},
+      {{1, 1}, DType::kI32, 1},     {{1}, DType::kI64, 1},
+      {{33, 5}, DType::kI64, 30},   {{512, 256}, DType::kI32, 5},
+      {{4, 40000}, DType::kI64, 5}, {{0, 5}, DType::kI32, 1},
+  };
+  SpawningRunner two(2);
+  uint64_t seed = 500;
+  for (const CrossEntropyCase& c : cases) {
+    SCOPED_TRACE(
+        absl::StrCat(c.logits.ToString(), " ", DTypeName(c.target_dtype)));
+    const int64_t v = c.logits[c.logits.rank() - 1];
+    const Tensor logits =
+        RandomTensor(dt(), c.logits, seed++, -c.scale, c.scale);
+    const Tensor targets =
+        RandomTensor(c.target_dtype, WithoutLastDim(c.logits), seed++, 0, v);
+    // A scalar of dt() (cross_entropy's output), set to 1.75.
+    ASSERT_OK_AND_ASSIGN(auto loss, RunOp("cross_entropy", {logits, targets}));
+    Tensor dloss = loss[0];
+    SetElement(dloss, 0, 1.75);
+    const std::vector<Tensor> in = {logits, targets, dloss};
+    ASSERT_OK_AND_ASSIGN(auto got, RunOp("cross_entropy_grad", in));
+    const bool f64 = dt() == DType::kF64;
+    const double rows = std::max<double>(1, targets.num_elements());
+    EXPECT_TRUE(TensorsNear(got[0], RefCrossEntropyGrad(logits, targets, 1.75),
+                            f64 ? 1e-12 : 1e-5, (f64 ? 1e-15 : 1e-7) / rows));
+    ASSERT_OK_AND_ASSIGN(auto par, RunOp("cross_entropy_grad", in, {}, &two));
+    EXPECT_TRUE(par[0].BitwiseEquals(got[0]));
+    for (ParallelRunner* pool : {static_cast<ParallelRunner*>(SerialRunner::Get()),
+                                 static_cast<ParallelRunner*>(&two)}) {
+      ASSERT_OK_AND_ASSIGN(auto inplace, RunInPlace("cross_entropy_grad", in, pool));
+      EXPECT_TRUE(inplace[0].BitwiseEquals(got[0]));
+    }
+  }
+}
+
+TEST_P(NnOpsTest, CrossEntropyGradTargetOutOfRange) {
+  const Tensor logits = RandomTensor(dt(), {3, 4}, 1);
+  Tensor targets = RandomTensor(DType::kI32, {3}, 2, 0, 4);
+  ASSERT_OK_AND_ASSIGN(auto loss, RunOp("cross_entropy", {logits, targets}));
+  const Tensor& dloss = loss[0];
+  SetElement(targets, 1, 4);
+  EXPECT_THAT(RunOp("cross_entropy_grad", {logits, targets, dloss}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("target 4 at position 1 is outside [0, 4)")));
+}
+
 INSTANTIATE_TEST_SUITE_P(Floats, NnOpsTest,
                          ::testing::Values(DType::kF32, DType::kF64),
                          [](const auto& info) {
@@ -299,6 +479,51 @@ TEST_F(NnShapeTest, CrossEntropyErrors) {
   ASSERT_OK_AND_ASSIGN(
       auto out, b_.AddNode("cross_entropy", {logits, In(DType::kI64, {2, 3})}));
   EXPECT_EQ(g_.type(out[0]), (TensorType{DType::kF32, {}}));
+}
+
+TEST_F(NnShapeTest, GradOpShapes) {
+  const Value x = In(DType::kF32, {2, 3, 4});
+  const Value gamma = In(DType::kF32, {4});
+  const Value stats = In(DType::kF32, {2, 3});
+  ASSERT_OK_AND_ASSIGN(auto ln, b_.AddNode("layer_norm_grad",
+                                           {x, gamma, stats, stats, x}));
+  ASSERT_EQ(ln.size(), 3u);
+  EXPECT_EQ(g_.type(ln[0]), g_.type(x));
+  EXPECT_EQ(g_.type(ln[1]), g_.type(gamma));
+  EXPECT_EQ(g_.type(ln[2]), g_.type(gamma));
+  EXPECT_THAT(b_.AddNode("layer_norm_grad", {x, gamma, stats, gamma, x}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("rstd must be f32[2,3] for x f32[2,3,4], got "
+                                 "f32[4]")));
+  const Value logits = In(DType::kF32, {2, 5});
+  const Value targets = In(DType::kI64, {2});
+  ASSERT_OK_AND_ASSIGN(auto ce, b_.AddNode("cross_entropy_grad",
+                                           {logits, targets, In(DType::kF32, {})}));
+  EXPECT_EQ(g_.type(ce[0]), g_.type(logits));
+  EXPECT_THAT(
+      b_.AddNode("cross_entropy_grad", {logits, targets, In(DType::kF32, {1})}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("dloss must be f32[] (a scalar of the logits' dtype), "
+                         "got f32[1]")));
+}
+
+TEST(NnSchemaTest, GradOpDeclarations) {
+  const OpSchema* ln = OpRegistry::Global().Find("layer_norm_grad");
+  ASSERT_NE(ln, nullptr);
+  EXPECT_EQ(ln->outputs,
+            (std::vector<std::string>{"dx", "dgamma", "dbeta"}));
+  EXPECT_EQ(ln->inplace_input, 4);
+  const OpSchema* ce = OpRegistry::Global().Find("cross_entropy_grad");
+  ASSERT_NE(ce, nullptr);
+  EXPECT_FALSE(ce->inputs[1].differentiable);
+  EXPECT_EQ(ce->inplace_input, 0);
+  for (const OpSchema* s : {ln, ce}) {
+    EXPECT_FALSE(s->differentiable);
+    EXPECT_NE(s->FindKernel(DType::kF32), nullptr);
+    EXPECT_NE(s->FindKernel(DType::kF64), nullptr);
+    EXPECT_TRUE(s->flops);
+    EXPECT_FALSE(s->examples.empty());
+  }
 }
 
 TEST(NnSchemaTest, Declarations) {

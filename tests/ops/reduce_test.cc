@@ -13,6 +13,7 @@
 #include "core/builder.h"
 #include "core/graph.h"
 #include "core/op_schema.h"
+#include "core/status.h"
 #include "core/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -365,6 +366,207 @@ TEST_P(ReduceTest, SoftmaxNaNMakesItsRowNaN) {
   }
 }
 
+// ---- Fused backward ops -----------------------------------------------------
+
+// Runs the op's kernel with output 0 written into the buffer of the input
+// its schema names (inplace_input).
+absl::StatusOr<Tensor> RunInPlace(const std::string& op,
+                                  std::vector<Tensor> inputs, AttrMap attrs,
+                                  ParallelRunner* pool = nullptr) {
+  Graph g;
+  GraphBuilder b(&g);
+  std::vector<Value> in;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    in.push_back(
+        b.Input(absl::StrCat("in", i), inputs[i].dtype(), inputs[i].shape()));
+  }
+  RETURN_IF_ERROR(b.status());
+  ASSIGN_OR_RETURN(std::vector<Value> outs, b.AddNode(op, in, std::move(attrs)));
+  const Node& node = *g.node(outs[0].node);
+  const OpSchema& schema = *node.schema();
+  const int k = schema.inplace_input;
+  if (k < 0) return absl::FailedPreconditionError("op cannot run in place");
+  std::vector<TensorView> in_views;
+  for (const Tensor& t : inputs) in_views.push_back(t.view());
+  std::vector<TensorView> out_views = {
+      TensorView(node.output_type(0), inputs[k].raw_data())};
+  KernelContext ctx{node, in_views, out_views,
+                    pool != nullptr ? pool : SerialRunner::Get()};
+  RETURN_IF_ERROR((*schema.FindKernel(node.output_type(0).dtype))(ctx));
+  return std::move(inputs[k]);
+}
+
+// reduce_max_grad by brute force: each output's maximum positions (NaN
+// matching NaN) share its dy evenly.
+Tensor RefReduceMaxGrad(const Tensor& x, const Tensor& y, const Tensor& dy,
+                        const std::vector<int64_t>& axes) {
+  const Shape& s = x.shape();
+  std::vector<bool> reduced(s.rank(), false);
+  for (int64_t a : axes) reduced[a < 0 ? a + s.rank() : a] = true;
+  auto out_index = [&](int64_t i) {
+    int64_t o = 0, ostride = 1;
+    for (int d = s.rank() - 1; d >= 0; --d) {
+      const int64_t c = i % s[d];
+      i /= s[d];
+      if (!reduced[d]) {
+        o += c * ostride;
+        ostride *= s[d];
+      }
+    }
+    return o;
+  };
+  auto is_max = [&](int64_t i) {
+    const double v = ElementAsDouble(x, i);
+    const double m = ElementAsDouble(y, out_index(i));
+    return v == m || (std::isnan(v) && std::isnan(m));
+  };
+  std::vector<int64_t> count(y.num_elements(), 0);
+  for (int64_t i = 0; i < x.num_elements(); ++i) {
+    if (is_max(i)) ++count[out_index(i)];
+  }
+  Tensor dx(x.dtype(), s);
+  for (int64_t i = 0; i < x.num_elements(); ++i) {
+    const int64_t o = out_index(i);
+    SetElement(dx, i,
+               is_max(i) ? ElementAsDouble(dy, o) / static_cast<double>(count[o])
+                         : 0.0);
+  }
+  return dx;
+}
+
+TEST_P(ReduceTest, ReduceMaxGradMatchesReference) {
+  SpawningRunner two(2);
+  uint64_t seed = 900;
+  for (const ReduceCase& c : kReduceCases) {
+    for (bool keepdims : {false, true}) {
+      // keepdims changes shapes only: large cases once.
+      if (keepdims && c.shape.num_elements() > 100000) continue;
+      for (bool ties : {false, true}) {
+        SCOPED_TRACE(absl::StrCat(c.shape.ToString(), " axes [",
+                                  absl::StrJoin(c.axes, ","), "] keepdims ",
+                                  keepdims, " ties ", ties));
+        Tensor x = RandomTensor(dt(), c.shape, seed++, -3, 3);
+        if (ties) {  // few distinct values: many tied maxima
+          for (int64_t i = 0; i < x.num_elements(); ++i) {
+            SetElement(x, i, std::floor(ElementAsDouble(x, i)));
+          }
+        }
+        const AttrMap attrs = ReduceAttrs(c.axes, keepdims);
+        ASSERT_OK_AND_ASSIGN(auto y, RunOp("reduce_max", {x}, attrs));
+        const Tensor dy = RandomTensor(dt(), y[0].shape(), seed++, -2, 2);
+        ASSERT_OK_AND_ASSIGN(auto got,
+                             RunOp("reduce_max_grad", {x, y[0], dy}, attrs));
+        const Tensor want = RefReduceMaxGrad(x, y[0], dy, c.axes);
+        const bool f64 = dt() == DType::kF64;
+        EXPECT_TRUE(TensorsNear(got[0], want, f64 ? 1e-15 : 1e-6, 0));
+        ASSERT_OK_AND_ASSIGN(auto par,
+                             RunOp("reduce_max_grad", {x, y[0], dy}, attrs, &two));
+        EXPECT_TRUE(par[0].BitwiseEquals(got[0]));
+      }
+    }
+  }
+}
+
+TEST_P(ReduceTest, ReduceMaxGradGoesToNaN) {
+  Tensor x = RandomTensor(dt(), {3, 4}, 5);
+  SetElement(x, 6, std::nan(""));  // row 1
+  const AttrMap attrs = ReduceAttrs({1}, false);
+  ASSERT_OK_AND_ASSIGN(auto y, RunOp("reduce_max", {x}, attrs));
+  Tensor dy(dt(), {3});
+  for (int i = 0; i < 3; ++i) SetElement(dy, i, 1.0);
+  ASSERT_OK_AND_ASSIGN(auto got, RunOp("reduce_max_grad", {x, y[0], dy}, attrs));
+  for (int i = 4; i < 8; ++i) {
+    EXPECT_EQ(ElementAsDouble(got[0], i), i == 6 ? 1.0 : 0.0) << i;
+  }
+  // A y that matches nothing (not x's max) gives zeros, not NaN.
+  Tensor other = y[0];
+  for (int i = 0; i < 3; ++i) SetElement(other, i, 10.0);
+  ASSERT_OK_AND_ASSIGN(auto none,
+                       RunOp("reduce_max_grad", {x, other, dy}, attrs));
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(ElementAsDouble(none[0], i), 0.0);
+}
+
+// softmax_grad / log_softmax_grad along `axis`, in double.
+Tensor RefSoftmaxGrad(const Tensor& y, const Tensor& dy, int axis, bool log) {
+  const Shape& s = y.shape();
+  if (axis < 0) axis += s.rank();
+  int64_t outer = 1, inner = 1;
+  for (int d = 0; d < axis; ++d) outer *= s[d];
+  for (int d = axis + 1; d < s.rank(); ++d) inner *= s[d];
+  const int64_t n = s[axis];
+  Tensor dx(y.dtype(), s);
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t i = 0; i < inner; ++i) {
+      auto at = [&](int64_t k) { return (o * n + k) * inner + i; };
+      double sum = 0;
+      for (int64_t k = 0; k < n; ++k) {
+        sum += ElementAsDouble(dy, at(k)) *
+               (log ? 1.0 : ElementAsDouble(y, at(k)));
+      }
+      for (int64_t k = 0; k < n; ++k) {
+        const double yk = ElementAsDouble(y, at(k));
+        const double dyk = ElementAsDouble(dy, at(k));
+        SetElement(dx, at(k), log ? dyk - std::exp(yk) * sum : yk * (dyk - sum));
+      }
+    }
+  }
+  return dx;
+}
+
+TEST_P(ReduceTest, SoftmaxGradMatchesReference) {
+  const SoftmaxCase cases[] = {
+      {{4, 7}, -1},    {{3, 33}, 1},  {{5, 4, 3}, 1}, {{5, 4, 3}, 0},
+      {{5, 4, 3}, -3}, {{1}, 0},      {{7}, -1},      {{2000, 100}, -1},
+      {{8, 3000}, 0},  {{100000}, 0}, {{3, 1, 5}, 1}, {{64, 2, 700}, 1},
+      {{0, 5}, 1},     {{5, 0}, 1},
+  };
+  SpawningRunner two(2);
+  uint64_t seed = 700;
+  for (const char* fwd : {"softmax", "log_softmax"}) {
+    const bool log = std::string(fwd) == "log_softmax";
+    const std::string op = absl::StrCat(fwd, "_grad");
+    for (const SoftmaxCase& c : cases) {
+      SCOPED_TRACE(absl::StrCat(op, " ", c.shape.ToString(), " axis ", c.axis));
+      const AttrMap attrs = {{"axis", AttrValue(c.axis)}};
+      const Tensor x = RandomTensor(dt(), c.shape, seed++, -4, 4);
+      ASSERT_OK_AND_ASSIGN(auto y, RunOp(fwd, {x}, attrs));
+      const Tensor dy = RandomTensor(dt(), c.shape, seed++, -2, 2);
+      ASSERT_OK_AND_ASSIGN(auto got, RunOp(op, {y[0], dy}, attrs));
+      const bool f64 = dt() == DType::kF64;
+      EXPECT_TRUE(TensorsNear(got[0], RefSoftmaxGrad(y[0], dy, c.axis, log),
+                              f64 ? 1e-11 : 1e-4, f64 ? 1e-13 : 1e-5));
+      ASSERT_OK_AND_ASSIGN(auto par, RunOp(op, {y[0], dy}, attrs, &two));
+      EXPECT_TRUE(par[0].BitwiseEquals(got[0]));
+      ASSERT_OK_AND_ASSIGN(Tensor inplace, RunInPlace(op, {y[0], dy}, attrs));
+      EXPECT_TRUE(inplace.BitwiseEquals(got[0]));
+      ASSERT_OK_AND_ASSIGN(Tensor inplace_par,
+                           RunInPlace(op, {y[0], dy}, attrs, &two));
+      EXPECT_TRUE(inplace_par.BitwiseEquals(got[0]));
+    }
+  }
+}
+
+// Masked (-inf) logits: log_softmax's y is -inf there and its gradient
+// passes dy through unchanged; softmax's y is 0 there and its gradient is 0.
+TEST_P(ReduceTest, SoftmaxGradWithMaskedEntries) {
+  Tensor x = RandomTensor(dt(), {3, 6}, 2);
+  for (int64_t r = 0; r < 3; ++r) {
+    for (int64_t k = r + 2; k < 6; ++k) SetElement(x, r * 6 + k, -kInf);
+  }
+  const Tensor dy = RandomTensor(dt(), {3, 6}, 3);
+  ASSERT_OK_AND_ASSIGN(auto sm, RunOp("softmax", {x}));
+  ASSERT_OK_AND_ASSIGN(auto lsm, RunOp("log_softmax", {x}));
+  ASSERT_OK_AND_ASSIGN(auto dsm, RunOp("softmax_grad", {sm[0], dy}));
+  ASSERT_OK_AND_ASSIGN(auto dlsm, RunOp("log_softmax_grad", {lsm[0], dy}));
+  for (int64_t r = 0; r < 3; ++r) {
+    for (int64_t k = r + 2; k < 6; ++k) {
+      EXPECT_EQ(ElementAsDouble(dsm[0], r * 6 + k), 0.0);
+      EXPECT_EQ(ElementAsDouble(dlsm[0], r * 6 + k),
+                ElementAsDouble(dy, r * 6 + k));
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Floats, ReduceTest,
                          ::testing::Values(DType::kF32, DType::kF64),
                          [](const auto& info) {
@@ -426,6 +628,43 @@ TEST_F(ReduceShapeTest, IntegerInputsRejected) {
   EXPECT_THAT(b_.AddNode("reduce_sum", {i}, ReduceAttrs({0}, false)),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("input 0 ('x') is i32[3]")));
+}
+
+TEST_F(ReduceShapeTest, GradOpShapes) {
+  const Value y = b_.Input("y", DType::kF32, {2});
+  const Value yk = b_.Input("yk", DType::kF32, {2, 1});
+  ASSERT_OK_AND_ASSIGN(
+      auto dx, b_.AddNode("reduce_max_grad", {x_, y, y}, ReduceAttrs({-1}, false)));
+  EXPECT_EQ(g_.type(dx[0]), g_.type(x_));
+  ASSERT_OK_AND_ASSIGN(
+      dx, b_.AddNode("reduce_max_grad", {x_, yk, yk}, ReduceAttrs({1}, true)));
+  EXPECT_EQ(g_.type(dx[0]), g_.type(x_));
+  EXPECT_THAT(
+      b_.AddNode("reduce_max_grad", {x_, y, y}, ReduceAttrs({1}, true)),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("y must be f32[2,1] (reduce_max of x f32[2,4]), got "
+                         "f32[2]")));
+  EXPECT_THAT(b_.AddNode("softmax_grad", {x_, y}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("y and dy must have one type")));
+  EXPECT_THAT(b_.AddNode("log_softmax_grad", {x_, x_}, {{"axis", AttrValue(2)}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("axis 2 is out of range")));
+}
+
+TEST(ReduceSchemaTest, GradOpDeclarations) {
+  for (const char* op : {"reduce_max_grad", "softmax_grad", "log_softmax_grad"}) {
+    SCOPED_TRACE(op);
+    const OpSchema* s = OpRegistry::Global().Find(op);
+    ASSERT_NE(s, nullptr);
+    EXPECT_FALSE(s->differentiable);
+    EXPECT_NE(s->FindKernel(DType::kF32), nullptr);
+    EXPECT_NE(s->FindKernel(DType::kF64), nullptr);
+    EXPECT_TRUE(s->flops);
+    EXPECT_FALSE(s->examples.empty());
+  }
+  EXPECT_EQ(OpRegistry::Global().Find("softmax_grad")->inplace_input, 1);
+  EXPECT_EQ(OpRegistry::Global().Find("log_softmax_grad")->inplace_input, 1);
 }
 
 TEST_F(ReduceShapeTest, FlopCounts) {
