@@ -30,6 +30,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "bench/bench_util.h"
 #include "benchmark/benchmark.h"
 #include "core/builder.h"
 #include "core/graph.h"
@@ -40,10 +41,6 @@
 #include "runtime/plan.h"
 #include "runtime/profile.h"
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
-#include <immintrin.h>
-#endif
-
 namespace subquad {
 namespace {
 
@@ -52,69 +49,7 @@ using Clock = std::chrono::steady_clock;
 constexpr int kThreads = 2;
 constexpr double kMiB = 1024.0 * 1024.0;
 
-// ---- f32 FMA peak ---------------------------------------------------------------
-
-// `iters` rounds of 16 independent vector FMAs; returns the flops done.
-double FmaLoop(int64_t iters) {
-  constexpr int kAcc = 16;
-#if defined(__AVX512F__)
-  constexpr int kLanes = 16;
-  __m512 acc[kAcc];
-  for (int j = 0; j < kAcc; ++j) acc[j] = _mm512_set1_ps(0.001f * j);
-  const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
-  for (int64_t i = 0; i < iters; ++i) {
-#pragma GCC unroll 16
-    for (int j = 0; j < kAcc; ++j) acc[j] = _mm512_fmadd_ps(acc[j], x, y);
-  }
-  for (int j = 1; j < kAcc; ++j) acc[0] = _mm512_add_ps(acc[0], acc[j]);
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, acc[0]);
-  benchmark::DoNotOptimize(lanes[0]);
-#elif defined(__AVX2__) && defined(__FMA__)
-  constexpr int kLanes = 8;
-  __m256 acc[kAcc];
-  for (int j = 0; j < kAcc; ++j) acc[j] = _mm256_set1_ps(0.001f * j);
-  const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
-  for (int64_t i = 0; i < iters; ++i) {
-#pragma GCC unroll 16
-    for (int j = 0; j < kAcc; ++j) acc[j] = _mm256_fmadd_ps(acc[j], x, y);
-  }
-  for (int j = 1; j < kAcc; ++j) acc[0] = _mm256_add_ps(acc[0], acc[j]);
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, acc[0]);
-  benchmark::DoNotOptimize(lanes[0]);
-#else
-  constexpr int kLanes = 1;
-  float acc[kAcc];
-  for (int j = 0; j < kAcc; ++j) acc[j] = 0.001f * j;
-  for (int64_t i = 0; i < iters; ++i) {
-    for (int j = 0; j < kAcc; ++j) acc[j] = acc[j] * 0.999999f + 1e-7f;
-  }
-  benchmark::DoNotOptimize(acc[0]);
-#endif
-  return 2.0 * kLanes * kAcc * static_cast<double>(iters);
-}
-
-// Best of a few runs of FmaLoop on `threads` threads at once, in GFLOP/s.
-double FmaPeakGflops(int threads) {
-  constexpr int64_t kIters = 20'000'000;
-  double best = 0;
-  for (int rep = 0; rep < 4; ++rep) {
-    std::vector<double> flops(threads, 0.0);
-    const auto t0 = Clock::now();
-    std::vector<std::thread> ts;
-    for (int t = 1; t < threads; ++t) {
-      ts.emplace_back([&flops, t] { flops[t] = FmaLoop(kIters); });
-    }
-    flops[0] = FmaLoop(kIters);
-    for (auto& t : ts) t.join();
-    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-    double total = 0;
-    for (double f : flops) total += f;
-    if (rep > 0) best = std::max(best, total / secs * 1e-9);  // rep 0 warms up
-  }
-  return best;
-}
+using bench::FmaPeakGflops;
 
 double g_fma_peak_gflops = 0;  // 2 threads, measured in main()
 

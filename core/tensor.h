@@ -69,7 +69,7 @@ class Tensor {
   Tensor() = default;
   // Zero-initialised storage of the given type.
   explicit Tensor(TensorType type);
-  Tensor(DType dtype, Shape shape) : Tensor(TensorType{dtype, std::move(shape)}) {}
+  Tensor(DType dtype, const Shape& shape) : Tensor(TensorType{dtype, shape}) {}
 
   Tensor(const Tensor& other);
   Tensor& operator=(const Tensor& other);

@@ -53,7 +53,7 @@ int RunTrain(const std::vector<std::string>& argv) {
       .Flag("layers", "2", "transformer blocks")
       .Flag("d-model", "128", "model width")
       .Flag("heads", "4", "attention heads")
-      .Flag("steps", "1500", "training steps")
+      .Flag("steps", "3000", "training steps")
       .Flag("lr", "3e-3", "peak learning rate (cosine decay to 0.1x)")
       .Flag("warmup", "100", "linear warm-up steps")
       .Flag("optimizer", "adamw", "adamw | sgd")
