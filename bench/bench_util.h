@@ -60,23 +60,25 @@ inline double FmaLoop(int64_t iters) {
   return 2.0 * kLanes * kAcc * static_cast<double>(iters);
 }
 
-// Best of a few runs of FmaLoop on `threads` threads at once, in GFLOP/s.
-inline double FmaPeakGflops(int threads) {
-  constexpr int64_t kIters = 20'000'000;
+// GFLOP/s of `threads` threads running FmaLoop together (wall clock).
+inline double MeasureFmaGflops(int threads, int64_t iters) {
+  std::vector<std::thread> workers;
+  const auto start = std::chrono::steady_clock::now();
+  for (int t = 1; t < threads; ++t) workers.emplace_back([iters] { FmaLoop(iters); });
+  double flops = FmaLoop(iters);
+  for (auto& w : workers) w.join();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return flops * threads / secs * 1e-9;
+}
+
+// Best of a few runs on `threads` threads (the first warms the clocks up).
+inline double FmaPeakGflops(int threads, int reps = 4,
+                            int64_t iters = 20'000'000) {
   double best = 0;
-  for (int rep = 0; rep < 4; ++rep) {
-    std::vector<double> flops(threads, 0.0);
-    const auto t0 = std::chrono::steady_clock::now();
-    std::vector<std::thread> ts;
-    for (int t = 1; t < threads; ++t) {
-      ts.emplace_back([&flops, t] { flops[t] = FmaLoop(kIters); });
-    }
-    flops[0] = FmaLoop(kIters);
-    for (auto& t : ts) t.join();
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    double total = 0;
-    for (double f : flops) total += f;
-    if (rep > 0) best = std::max(best, total / secs * 1e-9);  // rep 0 warms up
+  for (int rep = 0; rep < reps; ++rep) {
+    const double g = MeasureFmaGflops(threads, iters);
+    if (rep > 0 || reps == 1) best = std::max(best, g);
   }
   return best;
 }

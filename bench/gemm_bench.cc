@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bench/bench_util.h"
 #include "benchmark/benchmark.h"
 #include "core/builder.h"
 #include "core/graph.h"
@@ -31,9 +32,6 @@
 #include "core/tensor.h"
 #include "runtime/thread_pool.h"
 
-#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
 #ifdef SUBQUAD_BENCH_OPENBLAS
 #include <cblas.h>
 #endif
@@ -45,74 +43,8 @@ using Clock = std::chrono::steady_clock;
 
 // ---- FMA peak -------------------------------------------------------------------
 
-// Independent accumulators: enough to cover FMA latency (4 cycles) times the
-// FMA pipes (2) with room to spare.
-constexpr int kAccumulators = 16;
-
-// Runs `iters` rounds of kAccumulators dependent-free vector FMAs; returns the
-// flops done.
-double FmaLoop(int64_t iters) {
-#if defined(__AVX512F__)
-  constexpr int kLanes = 16;
-  __m512 acc[kAccumulators];
-  for (int j = 0; j < kAccumulators; ++j) acc[j] = _mm512_set1_ps(0.001f * j);
-  const __m512 x = _mm512_set1_ps(0.999999f);
-  const __m512 y = _mm512_set1_ps(1e-7f);
-  for (int64_t i = 0; i < iters; ++i) {
-#pragma GCC unroll 16
-    for (int j = 0; j < kAccumulators; ++j) {
-      acc[j] = _mm512_fmadd_ps(acc[j], x, y);
-    }
-  }
-  __m512 sum = acc[0];
-  for (int j = 1; j < kAccumulators; ++j) sum = _mm512_add_ps(sum, acc[j]);
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, sum);
-  float out = 0;
-  for (float v : lanes) out += v;
-#elif defined(__AVX2__) && defined(__FMA__)
-  constexpr int kLanes = 8;
-  __m256 acc[kAccumulators];
-  for (int j = 0; j < kAccumulators; ++j) acc[j] = _mm256_set1_ps(0.001f * j);
-  const __m256 x = _mm256_set1_ps(0.999999f);
-  const __m256 y = _mm256_set1_ps(1e-7f);
-  for (int64_t i = 0; i < iters; ++i) {
-#pragma GCC unroll 16
-    for (int j = 0; j < kAccumulators; ++j) {
-      acc[j] = _mm256_fmadd_ps(acc[j], x, y);
-    }
-  }
-  __m256 sum = acc[0];
-  for (int j = 1; j < kAccumulators; ++j) sum = _mm256_add_ps(sum, acc[j]);
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, sum);
-  float out = 0;
-  for (float v : lanes) out += v;
-#else
-  constexpr int kLanes = 1;
-  float acc[kAccumulators];
-  for (int j = 0; j < kAccumulators; ++j) acc[j] = 0.001f * j;
-  for (int64_t i = 0; i < iters; ++i) {
-    for (int j = 0; j < kAccumulators; ++j) acc[j] = acc[j] * 0.999999f + 1e-7f;
-  }
-  float out = 0;
-  for (float v : acc) out += v;
-#endif
-  benchmark::DoNotOptimize(out);
-  return 2.0 * kLanes * kAccumulators * static_cast<double>(iters);
-}
-
-// GFLOP/s of `threads` threads running the FMA loop together (wall clock).
-double MeasureFmaGflops(int threads, int64_t iters) {
-  std::vector<std::thread> workers;
-  const auto start = Clock::now();
-  for (int t = 1; t < threads; ++t) workers.emplace_back([iters] { FmaLoop(iters); });
-  double flops = FmaLoop(iters);
-  for (auto& w : workers) w.join();
-  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-  flops *= threads;
-  return flops / secs * 1e-9;
-}
+using bench::FmaLoop;
+using bench::MeasureFmaGflops;
 
 constexpr int64_t kFmaIters = 20'000'000;  // ~50 ms a thread at 200 GFLOP/s
 

@@ -21,13 +21,6 @@
 #include <utility>
 #include <vector>
 
-// GCC 12 reports spurious (maybe-)uninitialized warnings inside its AVX-512
-// intrinsics when inlining Eigen's packet math.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include "Eigen/Core"
-#pragma GCC diagnostic pop
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -41,6 +34,7 @@
 #include "core/shape.h"
 #include "core/tensor.h"
 #include "ops/internal/broadcast.h"
+#include "ops/internal/eigen.h"
 #include "ops/internal/parallel_range.h"
 #include "ops/ops.h"
 
@@ -52,12 +46,9 @@ using ops_internal::ForEachSegment;
 using ops_internal::kSerialWork;
 using ops_internal::ParallelRange;
 
-template <typename T>
-using Vec = Eigen::Array<T, Eigen::Dynamic, 1>;
-template <typename T>
-using VecMap = Eigen::Map<Vec<T>>;
-template <typename T>
-using ConstVecMap = Eigen::Map<const Vec<T>>;
+using ops_internal::ConstVecMap;
+using ops_internal::Vec;
+using ops_internal::VecMap;
 
 absl::StatusOr<std::vector<TensorType>> SameAsInput0(const ShapeContext& c) {
   return std::vector<TensorType>{c.input(0)};
@@ -109,17 +100,11 @@ std::vector<OpExample> BinaryExamples(double ylo, double yhi) {
   return out;
 }
 
-// A scalar constant 0 of `dtype`. GCC 12 reports a spurious
-// (maybe-)uninitialized read of the empty Shape moved inside the inlined
-// Tensor::Scalar.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
+// A scalar constant 0 of `dtype`.
 Value ScalarZero(GraphBuilder& b, DType dtype) {
   return dtype == DType::kF32 ? b.ScalarConstant<float>(0.0f)
                               : b.ScalarConstant<double>(0.0);
 }
-#pragma GCC diagnostic pop
 
 // ---- Binary arithmetic ------------------------------------------------------
 

@@ -13,13 +13,6 @@
 #include <utility>
 #include <vector>
 
-// GCC 12 reports spurious (maybe-)uninitialized warnings inside its AVX-512
-// intrinsics when inlining Eigen's packet math.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include "Eigen/Core"
-#pragma GCC diagnostic pop
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -32,18 +25,16 @@
 #include "core/parallel.h"
 #include "core/shape.h"
 #include "core/tensor.h"
+#include "ops/internal/eigen.h"
 #include "ops/internal/parallel_range.h"
 #include "ops/ops.h"
 
 namespace subquad {
 namespace {
 
-template <typename T>
-using Vec = Eigen::Array<T, Eigen::Dynamic, 1>;
-template <typename T>
-using VecMap = Eigen::Map<Vec<T>>;
-template <typename T>
-using ConstVecMap = Eigen::Map<const Vec<T>>;
+using ops_internal::ConstVecMap;
+using ops_internal::Vec;
+using ops_internal::VecMap;
 
 using ops_internal::kSerialWork;
 using ops_internal::ParallelRange;

@@ -10,14 +10,10 @@
 #include <string>
 #include <vector>
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include "Eigen/Core"
-#pragma GCC diagnostic pop
 #include "absl/strings/str_cat.h"
 #include "core/op_schema.h"
 #include "core/status.h"
+#include "ops/internal/eigen.h"
 #include "ops/internal/parallel_range.h"
 
 namespace subquad {
@@ -25,10 +21,8 @@ namespace {
 
 using ops_internal::ParallelRange;
 
-template <typename T>
-using VecMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-template <typename T>
-using ConstVecMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+using ops_internal::ConstVecMap;
+using ops_internal::VecMap;
 
 // A scalar input of any floating or integer dtype, as double.
 double ScalarAsDouble(const TensorView& t) {
