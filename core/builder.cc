@@ -120,12 +120,13 @@ Value GraphBuilder::Input(absl::string_view name, DType dtype, Shape shape) {
 }
 
 Value GraphBuilder::Parameter(absl::string_view name, DType dtype, Shape shape,
-                              Init init) {
-  return AddSource("parameter", name,
-                   {{"dtype", dtype},
-                    {"shape", std::move(shape)},
-                    {"init", init.kind},
-                    {"stddev", init.stddev}});
+                              Init init, bool trainable) {
+  AttrMap attrs = {{"dtype", dtype},
+                   {"shape", std::move(shape)},
+                   {"init", init.kind},
+                   {"stddev", init.stddev}};
+  if (!trainable) attrs["trainable"] = false;
+  return AddSource("parameter", name, std::move(attrs));
 }
 
 Value GraphBuilder::Constant(Tensor value, absl::string_view name) {

@@ -72,8 +72,10 @@ class GraphBuilder {
   // Source nodes. Names are used as given (under the current scope) and must
   // be unique: feeds and parameters are looked up by them.
   Value Input(absl::string_view name, DType dtype, Shape shape);
+  // `trainable` false marks state (optimizer moments) that autodiff leaves
+  // alone by default.
   Value Parameter(absl::string_view name, DType dtype, Shape shape,
-                  Init init = Init::Normal(0.02));
+                  Init init = Init::Normal(0.02), bool trainable = true);
   Value Constant(Tensor value, absl::string_view name = {});
   template <typename T>
   Value ScalarConstant(T value, absl::string_view name = {}) {

@@ -39,7 +39,9 @@ OpSchema MakeParameterSchema() {
       {"init", AttrKind::kString, AttrValue("normal"),
        "initialiser: normal | xavier | zeros | ones"},
       {"stddev", AttrKind::kFloat, AttrValue(0.02),
-       "standard deviation of the normal initialiser"}};
+       "standard deviation of the normal initialiser"},
+      {"trainable", AttrKind::kBool, AttrValue(true),
+       "false for state that autodiff must not differentiate (optimizer moments)"}};
   s.shape_fn = [](const ShapeContext& c)
       -> absl::StatusOr<std::vector<TensorType>> {
     if (!IsFloating(c.GetDType("dtype"))) {

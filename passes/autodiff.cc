@@ -37,8 +37,10 @@ absl::StatusOr<AutodiffResult> Autodiff(Graph& graph,
   // Parameters to differentiate.
   std::vector<const Node*> params;
   if (options.wrt.empty()) {
-    params = graph.ParameterNodes();
-    if (params.empty()) return Error("the graph has no parameters");
+    for (const Node* p : graph.ParameterNodes()) {
+      if (p->GetBool("trainable")) params.push_back(p);
+    }
+    if (params.empty()) return Error("the graph has no trainable parameters");
   } else {
     for (const std::string& name : options.wrt) {
       const Node* n = graph.FindNode(name);

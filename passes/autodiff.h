@@ -30,7 +30,7 @@ struct AutodiffOptions {
   // floating scalar (one element).
   std::string loss = "loss";
   // Parameter names to differentiate with respect to; empty means every
-  // parameter of the graph.
+  // trainable parameter of the graph (not optimizer state).
   std::vector<std::string> wrt;
 };
 

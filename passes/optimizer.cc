@@ -67,14 +67,17 @@ absl::StatusOr<OptimizerResult> AddOptimizer(Graph& graph,
     const Value param = p->output(0);
     Value sq;
     if (o.kind == "adamw") {
-      Value m = b.Parameter(absl::StrCat("adam_m/", p->name()), t.dtype, t.shape, Init::Zeros());
-      Value v = b.Parameter(absl::StrCat("adam_v/", p->name()), t.dtype, t.shape, Init::Zeros());
+      Value m = b.Parameter(absl::StrCat("adam_m/", p->name()), t.dtype, t.shape,
+                            Init::Zeros(), /*trainable=*/false);
+      Value v = b.Parameter(absl::StrCat("adam_v/", p->name()), t.dtype, t.shape,
+                            Init::Zeros(), /*trainable=*/false);
       b.set_name_prefix(absl::StrCat("optimizer/", p->name()));
       sq = b.Add("adamw_update", {param, g, m, v, lr, step, clip[0]},
                  {{"beta1", o.beta1}, {"beta2", o.beta2}, {"epsilon", o.epsilon},
                   {"weight_decay", wd}});
     } else {
-      Value vel = b.Parameter(absl::StrCat("momentum/", p->name()), t.dtype, t.shape, Init::Zeros());
+      Value vel = b.Parameter(absl::StrCat("momentum/", p->name()), t.dtype, t.shape,
+                              Init::Zeros(), /*trainable=*/false);
       b.set_name_prefix(absl::StrCat("optimizer/", p->name()));
       sq = b.Add("sgd_update", {param, g, vel, lr, clip[0]},
                  {{"momentum", o.momentum}, {"weight_decay", wd}, {"nesterov", o.nesterov}});

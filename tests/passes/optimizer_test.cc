@@ -165,6 +165,22 @@ TEST(OptimizerPassTest, UpdatesRunAfterEveryReaderOfTheParameter) {
   EXPECT_GT(update_pos, last_reader);
 }
 
+TEST(OptimizerPassTest, StateIsNotTrainable) {
+  Graph g;
+  BuildQuadratic(g);
+  ASSERT_OK(Autodiff(g, {"loss", {}}).status());
+  ASSERT_OK(AddOptimizer(g, {}).status());
+  const Node* m = g.FindNode("optimizer/adam_m/w");
+  ASSERT_NE(m, nullptr);
+  EXPECT_FALSE(m->GetBool("trainable"));
+  EXPECT_TRUE(g.FindNode("w")->GetBool("trainable"));
+  // Differentiating the training graph again touches only w and u.
+  ASSERT_OK_AND_ASSIGN(AutodiffResult again, Autodiff(g, {"loss", {}}));
+  ASSERT_EQ(again.gradients.size(), 2u);
+  EXPECT_EQ(again.gradients[0].first, "w");
+  EXPECT_EQ(again.gradients[1].first, "u");
+}
+
 TEST(OptimizerPassTest, Errors) {
   Graph g;
   BuildQuadratic(g);
