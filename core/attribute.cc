@@ -1,8 +1,11 @@
 #include "core/attribute.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 
 namespace subquad {
@@ -33,20 +36,53 @@ absl::string_view AttrKindName(AttrKind k) {
 
 namespace {
 
-std::string FormatFloat(double v) {
+}  // namespace
+
+std::string FormatDouble(double v) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  return absl::StrCat(v);
+  for (int precision : {6, 9, 12, 15, 17}) {
+    std::string s = absl::StrFormat("%.*g", precision, v);
+    if (std::strtod(s.c_str(), nullptr) == v) return s;
+  }
+  return absl::StrFormat("%.17g", v);
 }
 
-}  // namespace
+std::string FormatFloat32(float v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  for (int precision : {6, 7, 8, 9}) {
+    std::string s = absl::StrFormat("%.*g", precision, v);
+    if (std::strtof(s.c_str(), nullptr) == v) return s;
+  }
+  return absl::StrFormat("%.9g", v);
+}
+
+std::string FormatTensorValues(const Tensor& t) {
+  std::string out;
+  DispatchDType(t.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* p = t.data<T>();
+    for (int64_t i = 0; i < t.num_elements(); ++i) {
+      if (i > 0) out += ", ";
+      if constexpr (std::is_same_v<T, float>) {
+        out += FormatFloat32(p[i]);
+      } else if constexpr (std::is_same_v<T, double>) {
+        out += FormatDouble(p[i]);
+      } else {
+        absl::StrAppend(&out, p[i]);
+      }
+    }
+  });
+  return out;
+}
 
 std::string AttrValue::ToString() const {
   switch (kind()) {
     case AttrKind::kInt:
       return absl::StrCat(i());
     case AttrKind::kFloat:
-      return FormatFloat(f());
+      return FormatDouble(f());
     case AttrKind::kString:
       return absl::StrCat("\"", s(), "\"");
     case AttrKind::kBool:
@@ -58,7 +94,7 @@ std::string AttrValue::ToString() const {
           "[",
           absl::StrJoin(floats(), ",",
                         [](std::string* out, double v) {
-                          out->append(FormatFloat(v));
+                          out->append(FormatDouble(v));
                         }),
           "]");
     case AttrKind::kShape:
@@ -68,10 +104,9 @@ std::string AttrValue::ToString() const {
     case AttrKind::kTensor: {
       const TensorAttr& t = tensor_ptr();
       if (t == nullptr) return "tensor<null>";
-      if (t->num_elements() == 1) {
-        return absl::StrCat("tensor<", t->type().ToString(), " ",
-                            t->DebugString(1).substr(t->type().ToString().size() + 1),
-                            ">");
+      if (t->num_elements() <= kMaxPrintedTensorElements) {
+        return absl::StrCat("tensor<", t->type().ToString(), " {",
+                            FormatTensorValues(*t), "}>");
       }
       return absl::StrCat("tensor<", t->type().ToString(), ">");
     }

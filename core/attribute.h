@@ -77,8 +77,9 @@ class AttrValue {
   const Tensor& tensor() const { return *std::get<TensorAttr>(v_); }
   const TensorAttr& tensor_ptr() const { return std::get<TensorAttr>(v_); }
 
-  // Short rendering for printers: 3, 0.5, -inf, "gelu", true, [0,2,1],
-  // f32[4,4] for shapes, f32 for dtypes, tensor<f32[2,2]> for tensors.
+  // Rendering for printers, exact for numbers: 3, 0.5, -inf, "gelu", true,
+  // [0,2,1], [4,4] for shapes, f32 for dtypes, tensor<f32[2] {1, 2}> for
+  // small tensors and tensor<f32[64,64]> for large ones.
   std::string ToString() const;
 
   // Structural equality; tensors compare by type and bits.
@@ -90,6 +91,15 @@ class AttrValue {
  private:
   Storage v_;
 };
+
+// Shortest decimal text that reads back as exactly `v` ("0.1", "1e-05",
+// "-inf", "nan"); FormatFloat32 the same for a float.
+std::string FormatDouble(double v);
+std::string FormatFloat32(float v);
+
+// Tensors of at most this many elements print their values (and so parse
+// back from the text form); larger ones print only their type.
+inline constexpr int64_t kMaxPrintedTensorElements = 16;
 
 // Attributes by name; ordered so printing and hashing are deterministic.
 using AttrMap = absl::btree_map<std::string, AttrValue>;

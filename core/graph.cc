@@ -107,6 +107,14 @@ NodeId Graph::AddNode(NodeSpec spec) {
   return nodes_.back()->id_;
 }
 
+NodeId Graph::AddNodeWithId(NodeId id, NodeSpec spec) {
+  SUBQUAD_CHECK(id >= id_bound())
+      << "AddNodeWithId(" << id << "): ids up to " << id_bound() - 1
+      << " are taken";
+  nodes_.resize(static_cast<size_t>(id));
+  return AddNode(std::move(spec));
+}
+
 absl::Status Graph::RemoveNode(NodeId id) {
   const Node* n = node(id);
   if (n == nullptr) {

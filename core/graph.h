@@ -142,6 +142,11 @@ class Graph {
   // UniqueName); nothing else is checked here.
   NodeId AddNode(NodeSpec spec);
 
+  // Appends a node with a chosen id, for loaders that restore a saved graph
+  // with its ids exactly: `id` must be at least id_bound() (checked); ids
+  // skipped over stay holes, as if their nodes had been removed. Returns id.
+  NodeId AddNodeWithId(NodeId id, NodeSpec spec);
+
   // Removes a node that no other node and no graph output uses.
   absl::Status RemoveNode(NodeId id);
 
