@@ -46,9 +46,11 @@ absl::Status VerifyNode(const Graph& g, const Node& n) {
                                ", op rule infers ", (*inferred)[i].ToString()));
     }
   }
-  if (n.origin() != kNoNode && g.node(n.origin()) == nullptr) {
+  // An origin may name a node a rewrite has since removed (ids are never
+  // reused), but not an id the graph never had.
+  if (n.origin() != kNoNode && (n.origin() < 0 || n.origin() >= g.id_bound())) {
     return Fail(n, "origin",
-                absl::StrCat("%", n.origin(), " names no live node"));
+                absl::StrCat("%", n.origin(), " was never a node of this graph"));
   }
   return absl::OkStatus();
 }

@@ -5,7 +5,8 @@
 // existing output; the graph is acyclic; attributes match the schema (known
 // names, right kinds, required ones present); output types equal what the
 // op's shape rule infers from the input types; names are unique and
-// non-empty; origins name live nodes; graph outputs name live values.
+// non-empty; origins name nodes the graph has had (a rewrite may have
+// removed them since); graph outputs name live values.
 // The first violation is returned as FailedPrecondition naming the node,
 // its op and the field.
 #ifndef SUBQUAD_CORE_VERIFIER_H_

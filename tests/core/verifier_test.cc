@@ -102,7 +102,8 @@ TEST(VerifierTest, RejectsUnknownOpDuplicateNamesAndBadOrigin) {
     Small s;
     s.g.mutable_node(s.y.node)->set_origin(77);
     EXPECT_THAT(Verify(s.g),
-                StatusIs(kFP, Eq("node 'add' (add) %2: origin: %77 names no live node")));
+                StatusIs(kFP, Eq("node 'add' (add) %2: origin: %77 was never a node of "
+                                 "this graph")));
   }
 }
 
