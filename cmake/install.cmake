@@ -33,7 +33,7 @@ install(TARGETS ${SUBQUAD_EXPORTED_LIBS} subquad_all
 install(TARGETS subquad RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 # Public headers keep their folders: #include "core/graph.h".
-foreach(dir core core/testing ops ops/nn passes runtime serialize)
+foreach(dir core core/testing ops ops/nn passes passes/pattern runtime serialize)
   file(GLOB headers ${PROJECT_SOURCE_DIR}/${dir}/*.h)
   install(FILES ${headers} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/subquad/${dir})
 endforeach()

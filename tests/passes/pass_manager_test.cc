@@ -51,7 +51,7 @@ TEST(ParsePipelineTest, SyntaxErrorsGiveTheColumn) {
 TEST(PassManagerTest, UnknownPassesAndOptionsAreExplained) {
   EXPECT_THAT(PassManager::Create("dce,nope"),
               StatusIs(kInvalid, HasSubstr("pipeline: column 5: unknown pass 'nope'; "
-                                           "valid passes: autodiff, cse, dce")));
+                                           "valid passes: autodiff, constant-fold, cse, dce")));
   EXPECT_THAT(PassManager::Create("cse{acrossroles=true}"),
               StatusIs(kInvalid, Eq("pipeline: column 1: pass 'cse' has no option "
                                     "'acrossroles'; options: across-roles")));
