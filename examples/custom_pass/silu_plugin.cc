@@ -9,11 +9,11 @@
 #include <memory>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "core/builder.h"
 #include "core/grad.h"
 #include "core/op_schema.h"
 #include "ops/ops.h"
+#include "passes/pattern/rewrite.h"
 #include "passes/plugin.h"
 
 namespace {
@@ -61,94 +61,31 @@ OpSchema SiluSchema() {
   return s;
 }
 
-// The node producing `v`, if it is `op`.
-const Node* Producer(const Graph& g, Value v, absl::string_view op) {
-  const Node* n = g.node(v.node);
-  return n != nullptr && n->op() == op ? n : nullptr;
+// x · (1 / (1 + exp(−x))) → silu(x), written with the same pattern language
+// the built-in passes use; `subquad opt --explain` shows why a near miss was
+// not rewritten.
+pattern::RewritePattern FuseSiluPattern() {
+  using namespace pattern;
+  Pattern one = ConstScalar(ScalarIs(1));
+  Pattern sigmoid =
+      Op("div", {one, Op("add", {one, Op("exp", {Op("neg", {Any("x")})})}).Commutative()});
+  return RewritePattern(
+      "fuse-silu", Op("mul", {Any("x"), sigmoid}).Commutative().SameTypeAs("x"),
+      [](Rewriter& rw, const Match& m) {
+        const Value y = rw.builder().Add("silu", {m.value("x")});
+        if (!rw.builder().ok()) return rw.builder().status();
+        return rw.Replace(m.root(), y);
+      });
 }
-
-// True when `v` is a constant (or fill) whose every element is 1.
-bool IsOne(const Graph& g, Value v) {
-  const Node* n = g.node(v.node);
-  if (n->op() == "fill") return n->GetFloat("value") == 1.0;
-  if (n->op() != "constant") return false;
-  const Tensor& t = n->GetTensor("value");
-  for (int64_t i = 0; i < t.num_elements(); ++i) {
-    const double e = t.dtype() == DType::kF32 ? t.data<float>()[i]
-                     : t.dtype() == DType::kF64 ? t.data<double>()[i] : 0.0;
-    if (e != 1.0) return false;
-  }
-  return true;
-}
-
-// Whether `s` is 1 / (1 + exp(−x)); on a miss, `why` says where it failed.
-bool IsSigmoidOf(const Graph& g, Value s, Value x, std::string* why) {
-  const Node* div = Producer(g, s, "div");
-  if (div == nullptr) {
-    *why = absl::StrCat("%", s.node, " is ", g.node(s.node)->op(), ", not div");
-    return false;
-  }
-  if (!IsOne(g, div->input(0))) {
-    *why = absl::StrCat("node %", div->id(), " (div): numerator is not the constant 1");
-    return false;
-  }
-  const Node* add = Producer(g, div->input(1), "add");
-  if (add == nullptr) {
-    *why = absl::StrCat("node %", div->id(), " (div): denominator is not an add");
-    return false;
-  }
-  for (int k = 0; k < 2; ++k) {
-    if (!IsOne(g, add->input(k))) continue;
-    const Node* exp = Producer(g, add->input(1 - k), "exp");
-    const Node* neg = exp != nullptr ? Producer(g, exp->input(0), "neg") : nullptr;
-    if (neg != nullptr && neg->input(0) == x) return true;
-  }
-  *why = absl::StrCat("node %", add->id(), " (add): not 1 + exp(−x) of the same x");
-  return false;
-}
-
-class FuseSilu : public Pass {
- public:
-  absl::string_view name() const override { return "fuse-silu"; }
-  absl::StatusOr<bool> Run(Graph& g, PassContext& ctx) override {
-    int fused = 0;
-    for (const Node* mul : g.nodes()) {
-      if (mul->op() != "mul") continue;
-      std::string why;
-      for (int k = 0; k < 2; ++k) {
-        const Value x = mul->input(k);
-        if (g.type(x) != mul->output_type()) continue;  // no broadcasting of x
-        if (!IsSigmoidOf(g, mul->input(1 - k), x, &why)) continue;
-        GraphBuilder b(&g);
-        auto scope = b.SetScope(mul->scope());
-        b.set_role(mul->role());
-        b.set_origin(mul->id());
-        const Value y = b.Add("silu", {x});
-        if (!b.ok()) return b.status();
-        g.ReplaceAllUsesWith(mul->output(0), y);
-        ++fused;
-        why.clear();
-        break;
-      }
-      if (!why.empty()) {
-        ctx.Explain("fuse-silu", absl::StrCat("node %", mul->id(), " (mul): ", why));
-      }
-    }
-    ctx.Count("fuse-silu", "silu fused", fused);
-    return fused > 0;
-  }
-};
 
 }  // namespace
 
 SUBQUAD_PLUGIN(registrar) {
   if (absl::Status s = registrar.AddOp(SiluSchema()); !s.ok()) return s;
-  PassInfo p;
-  p.name = "fuse-silu";
-  p.help = "Replaces x·(1/(1+exp(−x))) by the silu op (from the silu plugin).";
-  p.stage = PassStage::kForward;
-  p.create = [](const PassOptions&) -> absl::StatusOr<std::unique_ptr<Pass>> {
-    return std::make_unique<FuseSilu>();
-  };
-  return registrar.AddPass(std::move(p));
+  return registrar.AddPass(pattern::PatternPassInfo(
+      "fuse-silu", "Replaces x·(1/(1+exp(−x))) by the silu op (from the silu plugin).",
+      [](const PassOptions&) -> absl::StatusOr<std::vector<pattern::RewritePattern>> {
+        return std::vector<pattern::RewritePattern>{FuseSiluPattern()};
+      },
+      {}, PassStage::kForward));
 }
