@@ -28,6 +28,18 @@ absl::StatusOr<TrainConfig> ReadConfig(const Args& a) {
   ASSIGN_OR_RETURN(c.optimizer.clip_norm, a.GetDouble("clip"));
   ASSIGN_OR_RETURN(c.optimizer.weight_decay, a.GetDouble("weight-decay"));
   c.optimizer.kind = a.GetString("optimizer");
+  c.checkpoint_dir = a.GetString("checkpoint-dir");
+  ASSIGN_OR_RETURN(c.checkpoint_every, a.GetInt("checkpoint-every"));
+  ASSIGN_OR_RETURN(int64_t keep, a.GetInt("keep"));
+  c.keep = static_cast<int>(keep);
+  c.resume = a.GetBool("resume");
+  if (c.checkpoint_every < 0 || keep < 0) {
+    return absl::InvalidArgumentError(
+        "train: --checkpoint-every and --keep must not be negative");
+  }
+  if (c.resume && c.checkpoint_dir.empty()) {
+    return absl::InvalidArgumentError("train: --resume needs --checkpoint-dir");
+  }
   if (c.model.seq_len <= 0 || c.model.batch <= 0 || c.model.layers < 0 ||
       c.model.d_model <= 0 || c.model.heads <= 0 || c.steps <= 0) {
     return absl::InvalidArgumentError(
@@ -61,7 +73,14 @@ int RunTrain(const std::vector<std::string>& argv) {
       .Flag("clip", "1.0", "global gradient-norm clip (0: off)")
       .Flag("seed", "1", "seed of the initialisation and data order")
       .Flag("eval-every", "250", "steps between validation evaluations")
-      .Flag("threads", "0", "worker threads (0: all cores)");
+      .Flag("threads", "0", "worker threads (0: all cores)")
+      .Flag("checkpoint-dir", "", "write checkpoints (parameters, optimizer state, "
+                                  "step, RNG and data position) to this directory")
+      .Flag("checkpoint-every", "0", "steps between checkpoints (0: only at the end)")
+      .Flag("keep", "3", "checkpoints to keep, newest first (0: all)")
+      .BoolFlag("resume", "continue from the newest checkpoint in --checkpoint-dir "
+                          "(bit for bit as if never stopped; from step 0 when "
+                          "there is none)");
   if (absl::Status s = a.Parse(argv); !s.ok()) {
     std::fprintf(stderr, "%s\n\n%s", std::string(s.message()).c_str(), a.Help().c_str());
     return 2;

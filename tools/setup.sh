@@ -9,6 +9,8 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev
   fortunes
+  clang libclang-rt-14-dev
+  python3-numpy
 )
 
 missing=()

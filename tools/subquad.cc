@@ -12,12 +12,27 @@ constexpr subquad::cli::Command kCommands[] = {
     {"version", "print the version", subquad::cli::RunVersion},
     {"ops", "list the registered ops and their schemas", subquad::cli::RunOps},
     {"train", "train a byte-level language model on text", subquad::cli::RunTrain},
+    {"export-example", "write the example TransformerLM graph to a file",
+     subquad::cli::RunExportExample},
+    {"inspect", "summarise a graph file", subquad::cli::RunInspect},
+    {"nodes", "print a graph file's nodes (filter by scope, role, op)",
+     subquad::cli::RunNodes},
+    {"dot", "render a graph file as Graphviz DOT or SVG", subquad::cli::RunDot},
+    {"convert", "convert a graph file between binary and text",
+     subquad::cli::RunConvert},
+    {"check", "validate a graph file", subquad::cli::RunCheck},
+    {"diff", "structural differences between two graph files",
+     subquad::cli::RunDiff},
+    {"run", "run a graph file on .npy feeds, write .npy fetches",
+     subquad::cli::RunRun},
+    {"opt", "run a pass pipeline over a graph file (--list-passes lists them)",
+     subquad::cli::RunOpt},
 };
 
 void PrintUsage(FILE* out) {
   std::fprintf(out, "usage: subquad <command> [args] [--help]\n\ncommands:\n");
   for (const auto& c : kCommands) {
-    std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
+    std::fprintf(out, "  %-15s %s\n", c.name, c.summary);
   }
 }
 

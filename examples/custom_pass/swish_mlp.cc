@@ -2,7 +2,11 @@
 // silu plugin, runs "fuse-silu,dce", and checks that the rewritten graph
 // computes the same outputs and gradients with fewer nodes.
 //
-//   swish_mlp path/to/libsilu_plugin.so
+//   swish_mlp path/to/libsilu_plugin.so [graph.sqg]
+//
+// With a second argument it also saves the unfused graph there, for
+// `subquad opt graph.sqg --load-plugin path/to/libsilu_plugin.so
+//  --pipeline fuse-silu,dce --explain`.
 #include <cmath>
 #include <cstdio>
 
@@ -13,6 +17,7 @@
 #include "passes/pass_manager.h"
 #include "passes/plugin.h"
 #include "runtime/executor.h"
+#include "serialize/graph_io.h"
 
 namespace {
 
@@ -24,7 +29,7 @@ Value SwishFromPrimitives(GraphBuilder& b, Value x) {
   return ops::Mul(b, x, ops::Div(b, one, ops::Add(b, one, ops::Exp(b, ops::Neg(b, x)))));
 }
 
-absl::Status Main(const char* plugin) {
+absl::Status Main(const char* plugin, const char* save_to) {
   ASSIGN_OR_RETURN(LoadedPlugin loaded, LoadPlugin(plugin));
   std::printf("loaded %s: %zu pass(es), %zu op(s)\n", plugin, loaded.passes.size(),
               loaded.ops.size());
@@ -36,6 +41,10 @@ absl::Status Main(const char* plugin) {
   Value y = ops::MatMul(b, h, b.Parameter("w2", DType::kF32, {64, 8}));
   b.Output("loss", ops::ReduceMean(b, ops::Mul(b, y, y), {0, 1}));
   RETURN_IF_ERROR(b.status());
+  if (save_to != nullptr) {
+    RETURN_IF_ERROR(SaveGraph(g, save_to));
+    std::printf("saved the unfused graph to %s\n", save_to);
+  }
 
   Graph fused = g;
   ASSIGN_OR_RETURN(PassManager pm, PassManager::Create("fuse-silu,dce"));
@@ -75,11 +84,11 @@ absl::Status Main(const char* plugin) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: swish_mlp path/to/libsilu_plugin.so\n");
+  if (argc != 2 && argc != 3) {
+    std::fprintf(stderr, "usage: swish_mlp path/to/libsilu_plugin.so [graph.sqg]\n");
     return 2;
   }
-  absl::Status s = Main(argv[1]);
+  absl::Status s = Main(argv[1], argc == 3 ? argv[2] : nullptr);
   if (!s.ok()) {
     std::fprintf(stderr, "swish_mlp: %s\n", std::string(s.message()).c_str());
     return 1;
