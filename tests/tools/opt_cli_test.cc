@@ -32,7 +32,10 @@ Result Cli(const std::string& args) {
 class OptCliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) / "opt_cli_test";
+    // One folder per test: ctest runs the tests of this file in parallel.
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           (std::string("opt_cli_test_") +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     lm_ = (dir_ / "lm.sqg").string();
