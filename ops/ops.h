@@ -109,6 +109,35 @@ Value Gather(GraphBuilder& b, Value table, Value indices);
 // when the shapes are equal).
 Value ReduceToShape(GraphBuilder& b, Value g, const Shape& shape);
 
+// ---- Fused attention (ops/attention.cc) -------------------------------------
+// Exact attention as one op (ATTENTION.md, variant 0); what the attention
+// recognition passes rewrite primitive attention into. Per head, q [Tq, D],
+// k [Tk, D], v [Tk, Dv] (leading dims equal, no broadcasting), s = scale:
+//   S = s·q·kᵀ, with S_ij = −inf when causal and j > i + (Tk − Tq) (the
+//   alignment of causal_mask); o = softmax(S)·v; lse_i = log Σ_j exp(S_ij).
+// A query with no visible key (causal with Tq > Tk) gets o = 0, lse = −inf
+// (where softmax of a row of only −inf would give NaN). The kernels never hold
+// a Tq×Tk matrix.
+
+// `attention_forward` → (o [..., Tq, Dv], lse [..., Tq]). Its gradient rule
+// emits attention_backward.
+struct AttentionOutputs {
+  Value o, lse;
+};
+AttentionOutputs AttentionForward(GraphBuilder& b, Value q, Value k, Value v,
+                                  double scale, bool causal = false);
+
+// `attention_backward`: the gradients of attention_forward's o, from its o,
+// lse and o's gradient d_o: δ = rowsum(d_o∘o), P = exp(S − lse),
+// dv = Pᵀ·d_o, dS = P⊙(d_o·vᵀ − δ), dq = s·dS·k, dk = s·dSᵀ·q. P is
+// recomputed tile by tile (extra memory O(T·D) per head); not differentiable.
+struct AttentionGradients {
+  Value dq, dk, dv;
+};
+AttentionGradients AttentionBackward(GraphBuilder& b, Value q, Value k, Value v,
+                                     Value o, Value lse, Value d_o,
+                                     double scale, bool causal = false);
+
 }  // namespace subquad::ops
 
 #endif  // SUBQUAD_OPS_OPS_H_
