@@ -28,6 +28,11 @@ absl::StatusOr<TrainConfig> ReadConfig(const Args& a) {
   ASSIGN_OR_RETURN(c.optimizer.clip_norm, a.GetDouble("clip"));
   ASSIGN_OR_RETURN(c.optimizer.weight_decay, a.GetDouble("weight-decay"));
   c.optimizer.kind = a.GetString("optimizer");
+  c.backward = a.GetString("backward");
+  if (c.backward != "exact" && c.backward != "unfused") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "train: --backward=", c.backward, " is not one of exact, unfused"));
+  }
   c.checkpoint_dir = a.GetString("checkpoint-dir");
   ASSIGN_OR_RETURN(c.checkpoint_every, a.GetInt("checkpoint-every"));
   ASSIGN_OR_RETURN(int64_t keep, a.GetInt("keep"));
@@ -69,6 +74,9 @@ int RunTrain(const std::vector<std::string>& argv) {
       .Flag("lr", "3e-3", "peak learning rate (cosine decay to 0.1x)")
       .Flag("warmup", "100", "linear warm-up steps")
       .Flag("optimizer", "adamw", "adamw | sgd")
+      .Flag("backward", "exact",
+            "attention backward: exact (fused kernels, O(n*d) memory) | unfused (the "
+            "primitive graph autodiff writes)")
       .Flag("weight-decay", "0.01", "decoupled weight decay of matrices")
       .Flag("clip", "1.0", "global gradient-norm clip (0: off)")
       .Flag("seed", "1", "seed of the initialisation and data order")

@@ -12,6 +12,7 @@
 #include "core/builder.h"
 #include "core/status.h"
 #include "passes/autodiff.h"
+#include "passes/pass_manager.h"
 #include "runtime/executor.h"
 #include "runtime/rng.h"
 #include "runtime/thread_pool.h"
@@ -134,11 +135,22 @@ absl::StatusOr<TrainSummary> Train(const TrainConfig& config,
     nn::BuildTransformerLM(b, mc);
     RETURN_IF_ERROR(b.status());
   }
-  const int forward_nodes = train_graph.num_nodes();
   ASSIGN_OR_RETURN(AutodiffResult ad, Autodiff(train_graph, {"loss", {}}));
+  int attention_sites = 0;
+  if (config.backward == "exact") {
+    PassContext ctx;
+    ASSIGN_OR_RETURN(PassManager train_pm,
+                     PassManager::Create("fuse-attention,fuse-attention-backward,dce"));
+    RETURN_IF_ERROR(train_pm.Run(train_graph, ctx).status());
+    ASSIGN_OR_RETURN(PassManager eval_pm, PassManager::Create("fuse-attention,dce"));
+    RETURN_IF_ERROR(eval_pm.Run(eval_graph, ctx).status());
+    for (const Node* n : train_graph.nodes()) attention_sites += n->op() == "attention_backward";
+  }
   OptimizerOptions opt = config.optimizer;
   if (opt.total_steps == 0) opt.total_steps = config.steps;
-  ASSIGN_OR_RETURN(OptimizerResult optr, AddOptimizer(train_graph, opt));
+  RETURN_IF_ERROR(AddOptimizer(train_graph, opt).status());
+  int nodes_by_role[3] = {0, 0, 0};
+  for (const Node* n : train_graph.nodes()) ++nodes_by_role[static_cast<int>(n->role())];
 
   ParameterStore params;
   RETURN_IF_ERROR(params.Initialize(train_graph, config.seed));
@@ -187,8 +199,9 @@ absl::StatusOr<TrainSummary> Train(const TrainConfig& config,
     std::fprintf(log,
                  "subquad train: %lld layers, d_model %lld, %lld heads, seq_len %lld, "
                  "batch %lld; %lld parameters; %s, lr %g\n"
-                 "  graph: %d forward + %d backward + %d optimizer nodes; planned "
-                 "peak %.1f MiB; corpus %lld bytes (%zu validation)\n",
+                 "  graph: %d forward + %d backward + %d optimizer nodes; attention "
+                 "backward %s (%d fused sites); planned peak %.1f MiB; corpus %lld bytes "
+                 "(%zu validation)\n",
                  (long long)mc.layers, (long long)mc.d_model, (long long)mc.heads,
                  (long long)mc.seq_len, (long long)mc.batch,
                  (long long)std::accumulate(
@@ -196,8 +209,10 @@ absl::StatusOr<TrainSummary> Train(const TrainConfig& config,
                      [&](int64_t n, const auto& g) {
                        return n + params.Find(g.first)->num_elements();
                      }),
-                 opt.kind.c_str(), opt.lr, forward_nodes, ad.nodes_added,
-                 optr.nodes_added, train_exec->plan().peak_bytes() / 1048576.0,
+                 opt.kind.c_str(), opt.lr, nodes_by_role[static_cast<int>(Role::kForward)],
+                 nodes_by_role[static_cast<int>(Role::kBackward)],
+                 nodes_by_role[static_cast<int>(Role::kOptimizer)], config.backward.c_str(),
+                 attention_sites, train_exec->plan().peak_bytes() / 1048576.0,
                  (long long)corpus.size(), corpus.valid().size());
   }
 

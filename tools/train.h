@@ -23,6 +23,10 @@ struct TrainConfig {
   int64_t eval_batches = 4;
   uint64_t seed = 1;
   int threads = 0;  // 0: all cores
+  // The attention backward (ATTENTION.md): "exact" rewrites attention into
+  // the fused attention_forward / attention_backward kernels (O(n·d) memory);
+  // "unfused" keeps the primitive graph autodiff writes (n×n matrices).
+  std::string backward = "exact";
   // Checkpoints (serialize/checkpoint.h) go to `checkpoint_dir` (none when
   // empty) every `checkpoint_every` steps (0: only at the end) and when the
   // run ends; the newest `keep` are kept (0: all). With `resume` the run
