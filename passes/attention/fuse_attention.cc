@@ -38,6 +38,22 @@ using pattern::Rewriter;
 // a projection) are not attention at all; --explain leaves them out.
 constexpr int kExplainDepth = 1;
 
+// attention_forward on the site's Q, K and V (transposed back where the
+// graph holds them transposed).
+struct FusedForward {
+  Value q, k, v;
+  ops::AttentionOutputs out;
+};
+
+FusedForward BuildForward(GraphBuilder& b, const attention::ForwardSite& site) {
+  FusedForward f;
+  f.q = attention::Untransposed(b, site.q);
+  f.k = attention::Untransposed(b, site.k);
+  f.v = attention::Untransposed(b, site.v);
+  f.out = ops::AttentionForward(b, f.q, f.k, f.v, site.scale, site.causal);
+  return f;
+}
+
 absl::Status FuseForward(Rewriter& rw, const Match& m) {
   absl::StatusOr<attention::ForwardSite> site = attention::AnalyzeForward(rw.graph(), m);
   if (!site.ok()) return rw.Decline(std::string(site.status().message()));
@@ -47,13 +63,9 @@ absl::Status FuseForward(Rewriter& rw, const Match& m) {
         "autodiff already wrote its backward from primitives, which reads its intermediates; "
         "fuse-attention-backward fuses forward and backward together");
   }
-  GraphBuilder& b = rw.builder();
-  const Value q = attention::Untransposed(b, site->q);
-  const Value k = attention::Untransposed(b, site->k);
-  const Value v = attention::Untransposed(b, site->v);
-  const ops::AttentionOutputs out = ops::AttentionForward(b, q, k, v, site->scale, site->causal);
-  RETURN_IF_ERROR(b.status());
-  return rw.Replace(site->output, out.o);
+  const FusedForward f = BuildForward(rw.builder(), *site);
+  RETURN_IF_ERROR(rw.builder().status());
+  return rw.Replace(site->output, f.out.o);
 }
 
 absl::Status FuseForwardAndBackward(Rewriter& rw, const Match& m) {
@@ -66,24 +78,28 @@ absl::Status FuseForwardAndBackward(Rewriter& rw, const Match& m) {
   }
   if (!region.ok()) return rw.Decline(std::string(region.status().message()));
   GraphBuilder& b = rw.builder();
-  const Value q = attention::Untransposed(b, site->q);
-  const Value k = attention::Untransposed(b, site->k);
-  const Value v = attention::Untransposed(b, site->v);
-  const ops::AttentionOutputs out = ops::AttentionForward(b, q, k, v, site->scale, site->causal);
+  const FusedForward f = BuildForward(b, *site);
   RETURN_IF_ERROR(b.status());
   // The backward, as the gradient rule of attention_forward would write it.
   b.set_role(Role::kBackward);
-  b.set_origin(out.o.node);
-  const ops::AttentionGradients g = ops::AttentionBackward(b, q, k, v, out.o, out.lse,
-                                                           region->d_o, site->scale, site->causal);
-  const Value dq = region->grad_q.valid() ? attention::GradientFor(b, site->q, g.dq) : Value{};
-  const Value dk = region->grad_k.valid() ? attention::GradientFor(b, site->k, g.dk) : Value{};
-  const Value dv = region->grad_v.valid() ? attention::GradientFor(b, site->v, g.dv) : Value{};
-  RETURN_IF_ERROR(b.status());
-  RETURN_IF_ERROR(rw.Replace(site->output, out.o));
-  if (dq.valid()) RETURN_IF_ERROR(rw.Replace(region->grad_q, dq));
-  if (dk.valid()) RETURN_IF_ERROR(rw.Replace(region->grad_k, dk));
-  if (dv.valid()) RETURN_IF_ERROR(rw.Replace(region->grad_v, dv));
+  b.set_origin(f.out.o.node);
+  const ops::AttentionGradients g = ops::AttentionBackward(
+      b, f.q, f.k, f.v, f.out.o, f.out.lse, region->d_o, site->scale, site->causal);
+  struct Gradient {
+    Value primitive;  // what autodiff wrote (invalid: nothing needs it)
+    const attention::Operand& operand;
+    Value fused;
+  };
+  const Gradient grads[] = {{region->grad_q, site->q, g.dq},
+                            {region->grad_k, site->k, g.dk},
+                            {region->grad_v, site->v, g.dv}};
+  RETURN_IF_ERROR(rw.Replace(site->output, f.out.o));
+  for (const Gradient& x : grads) {
+    if (!x.primitive.valid()) continue;
+    const Value fused = attention::GradientFor(b, x.operand, x.fused);
+    RETURN_IF_ERROR(b.status());
+    RETURN_IF_ERROR(rw.Replace(x.primitive, fused));
+  }
   return absl::OkStatus();
 }
 

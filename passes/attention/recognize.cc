@@ -24,9 +24,9 @@ namespace {
 
 using pattern::Any;
 using pattern::AnyOf;
+using pattern::AttrAxesAreLastOnly;
 using pattern::AttrEq;
 using pattern::AttrIsLastAxis;
-using pattern::AttrPredicate;
 using pattern::AttrSwapsLastTwoAxes;
 using pattern::AttrWhere;
 using pattern::CheckContext;
@@ -50,18 +50,6 @@ ScalarPredicate VeryNegative() {
 std::string Label(const Node& n) { return absl::StrCat("node %", n.id(), " (", n.op(), ")"); }
 
 std::string ShapeText(const Shape& s) { return absl::StrCat("[", absl::StrJoin(s.dims(), ","), "]"); }
-
-// reduce over the last axis only: axes [-1] or [rank-1].
-AttrPredicate AxesAreLastOnly() {
-  return {[](const AttrValue& a, const CheckContext& c) -> std::optional<std::string> {
-    const int rank = c.graph.type(c.node.input(0)).shape.rank();
-    if (a.kind() == AttrKind::kIntList && a.ints().size() == 1 &&
-        (a.ints()[0] == -1 || a.ints()[0] == rank - 1)) {
-      return std::nullopt;
-    }
-    return absl::StrCat("[", rank - 1, "] (the last axis)");
-  }};
-}
 
 // x·c as `scale`, mul by a constant, or div by one; the node captured as
 // `name`, the constant as `name`_c.
@@ -118,12 +106,12 @@ Pattern Probabilities() {
   const Pattern scores = Scores();
   const Pattern shifted =
       AnyOf({Op("sub", {scores.Capture("s"), Op("reduce_max", {Any("s")})
-                                                 .Attr("axes", AxesAreLastOnly())
+                                                 .Attr("axes", AttrAxesAreLastOnly())
                                                  .Attr("keepdims", AttrEq(true))}),
              scores});
   return AnyOf({Op("softmax", {scores}).Attr("axis", AttrIsLastAxis()),
                 Op("div", {Op("exp", {shifted}).Capture("e"), Op("reduce_sum", {Any("e")})
-                                                                  .Attr("axes", AxesAreLastOnly())
+                                                                  .Attr("axes", AttrAxesAreLastOnly())
                                                                   .Attr("keepdims", AttrEq(true))})})
       .Capture("p");
 }

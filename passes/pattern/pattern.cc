@@ -146,6 +146,17 @@ AttrPredicate AttrWhere(std::string description,
   }};
 }
 
+AttrPredicate AttrAxesAreLastOnly() {
+  return {[](const AttrValue& a, const CheckContext& c) -> std::optional<std::string> {
+    const int rank = c.graph.type(c.node.input(0)).shape.rank();
+    if (a.kind() == AttrKind::kIntList && a.ints().size() == 1 &&
+        (a.ints()[0] == -1 || a.ints()[0] == rank - 1)) {
+      return std::nullopt;
+    }
+    return absl::StrCat("[", rank - 1, "] (the last axis)");
+  }};
+}
+
 AttrPredicate AttrIsLastAxis(int input) {
   return {[input](const AttrValue& a,
                   const CheckContext& c) -> std::optional<std::string> {

@@ -138,6 +138,9 @@ AttrPredicate AttrWhere(std::string description,
                         std::function<bool(const AttrValue&)> test);
 // An int attribute naming the last axis of input `input` (-1 or rank-1).
 AttrPredicate AttrIsLastAxis(int input = 0);
+// An int-list attribute naming only the last axis of input 0 ([-1] or
+// [rank-1]): a reduction over the last axis.
+AttrPredicate AttrAxesAreLastOnly();
 // An int-list attribute that swaps the last two axes of input 0 and keeps
 // the others (a matmul transpose flag).
 AttrPredicate AttrSwapsLastTwoAxes();

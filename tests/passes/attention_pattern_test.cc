@@ -20,18 +20,6 @@
 namespace subquad::pattern {
 namespace {
 
-// reduce_sum over the last axis, keeping it.
-AttrPredicate LastAxisOnly() {
-  return {[](const AttrValue& a, const CheckContext& c) -> std::optional<std::string> {
-    const int rank = c.graph.type(c.node.input(0)).shape.rank();
-    if (a.kind() == AttrKind::kIntList && a.ints().size() == 1 &&
-        (a.ints()[0] == -1 || a.ints()[0] == rank - 1)) {
-      return std::nullopt;
-    }
-    return absl::StrCat("[", rank - 1, "] (the last axis)");
-  }};
-}
-
 // P·V with P = softmax(mask(s·Q·Kᵀ)), in the spellings users write:
 // Kᵀ as a matmul flag or a transpose; the scale optional; the mask by
 // causal_mask, by where(mask, S, −inf), or none; softmax as the op or as
@@ -54,7 +42,7 @@ Pattern ForwardAttention() {
       {Op("softmax", {masked}).Attr("axis", AttrIsLastAxis()),
        Op("div", {Op("exp", {masked}).Capture("e"),
                   Op("reduce_sum", {Any("e")})
-                      .Attr("axes", LastAxisOnly())
+                      .Attr("axes", AttrAxesAreLastOnly())
                       .Attr("keepdims", AttrEq(true))})});
   return Op("matmul", {probs.Capture("p"), Any("v")})
       .Attr("transpose_a", AttrEq(false))
