@@ -220,6 +220,13 @@ absl::StatusOr<MaskKind> ClassifyMask(const ConstMask& m, int64_t tq, int64_t tk
   return all ? MaskKind::kNone : MaskKind::kCausal;
 }
 
+// A source (fill, constant), or a broadcast_to / reshape of one.
+bool IsConstantValued(const Graph& graph, NodeId id) {
+  const Node* n = graph.node(id);
+  while (n->op() == "broadcast_to" || n->op() == "reshape") n = graph.node(n->input(0).node);
+  return n->num_inputs() == 0 && n->op() != "input" && n->op() != "parameter";
+}
+
 absl::Status Precondition(const Node& n, absl::string_view what) {
   return absl::FailedPreconditionError(absl::StrCat(Label(n), ": ", what));
 }
@@ -328,11 +335,13 @@ absl::StatusOr<ForwardSite> AnalyzeForward(const Graph& graph, const Match& m) {
     site.mask_spelling = "additive-mask";
   }
 
-  // Intermediates feed only the attention and its backward.
+  // Intermediates feed only the attention and its backward. Constants (a
+  // fill of -inf, a scale factor, maybe shared by every layer after cse)
+  // may be used anywhere: the rewrite leaves them alone.
   const absl::flat_hash_set<NodeId> inside(site.nodes.begin(), site.nodes.end());
   const absl::flat_hash_map<NodeId, std::vector<NodeId>> users = graph.ComputeUsers();
   for (NodeId id : site.nodes) {
-    if (id == pv.id()) continue;
+    if (id == pv.id() || IsConstantValued(graph, id)) continue;
     const Node& n = *graph.node(id);
     auto it = users.find(id);
     if (it != users.end()) {

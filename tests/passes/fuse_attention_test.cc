@@ -48,6 +48,7 @@ struct Spelling {
   int64_t tq = 7, tk = 7;
   double fill = -kInf;      // causal_mask and where fills, additive mask value
   bool probs_output = false;  // P is also a graph output
+  bool fill_output = false;   // the where fill is also a graph output (shared)
   bool shared_kv_head = false;  // k and v with one head (broadcast)
   // Expected attention_forward attributes.
   double want_scale = 0.5;
@@ -143,9 +144,12 @@ void BuildAttention(GraphBuilder& b, const Spelling& s, DType dt) {
     case Mask::kCausalOp:
       x = ops::CausalMask(b, x, s.fill);
       break;
-    case Mask::kWhere:
-      x = ops::Where(b, mask_const(causal), x, ops::Fill(b, dt, {}, s.fill));
+    case Mask::kWhere: {
+      const Value fill = ops::Fill(b, dt, {}, s.fill);
+      x = ops::Where(b, mask_const(causal), x, fill);
+      if (s.fill_output) b.graph().SetOutput("fill", fill);
       break;
+    }
     case Mask::kWhereInverted:
       x = ops::Where(b, mask_const([&](int64_t i, int64_t j) { return 1 - causal(i, j); }),
                      ops::Fill(b, dt, {}, s.fill), x);
@@ -345,7 +349,8 @@ INSTANTIATE_TEST_SUITE_P(
                  .scale_at = ScaleAt::kLogitsMul,
                  .mask = Mask::kWhere,
                  .softmax = Softmax::kExpSubMaxSumDiv,
-                 .fill = -1e9},
+                 .fill = -1e9,
+                 .fill_output = true},
         Spelling{.name = "k_laid_out_transposed_div_additive_mask",
                  .k = KLayout::kPreTransposed,
                  .scale_at = ScaleAt::kLogitsDiv,
