@@ -263,35 +263,21 @@ OpSchema MakeAttentionBackwardSchema() {
   s.flops = BackwardFlops;
   s.differentiable = false;  // no second-order gradients
   // o and lse need not come from the forward for the kernel's arithmetic;
-  // lse in [2, 4) keeps P of order one.
-  const std::vector<std::pair<double, double>> ranges = {
-      {-1, 1}, {-1, 1}, {-1, 1}, {-1, 1}, {2, 4}, {-1, 1}};
+  // lse in [2, 4) keeps P of order one. o, lse and do take the shapes the
+  // forward of q, k, v gives.
+  const auto example = [](Shape q, Shape k, Shape v, double scale, bool causal) {
+    const int r = q.rank();
+    const Shape o = Append(Lead(q), {q[r - 2], v[r - 1]});
+    const Shape lse = Append(Lead(q), {q[r - 2]});
+    return Example({q, k, v, o, lse, o}, scale, causal,
+                   {{-1, 1}, {-1, 1}, {-1, 1}, {-1, 1}, {2, 4}, {-1, 1}});
+  };
   s.examples = {
-      Example({{2, 5, 4}, {2, 5, 4}, {2, 5, 4}, {2, 5, 4}, {2, 5}, {2, 5, 4}},
-              0.5, true, ranges),
-      Example({{3, 4}, {6, 4}, {6, 2}, {3, 2}, {3}, {3, 2}}, 0.5, false,
-              ranges),
-      Example({{1, 70, 16},
-               {1, 70, 16},
-               {1, 70, 16},
-               {1, 70, 16},
-               {1, 70},
-               {1, 70, 16}},
-              0.25, false, ranges),
-      Example({{1, 3, 32},
-               {1, 67, 32},
-               {1, 67, 32},
-               {1, 3, 32},
-               {1, 3},
-               {1, 3, 32}},
-              0.18, true, ranges),
-      Example({{1, 70, 16},
-               {1, 70, 16},
-               {1, 70, 16},
-               {1, 70, 16},
-               {1, 70},
-               {1, 70, 16}},
-              0.25, true, ranges),
+      example({2, 5, 4}, {2, 5, 4}, {2, 5, 4}, 0.5, true),
+      example({3, 4}, {6, 4}, {6, 2}, 0.5, false),
+      example({1, 70, 16}, {1, 70, 16}, {1, 70, 16}, 0.25, false),
+      example({1, 3, 32}, {1, 67, 32}, {1, 67, 32}, 0.18, true),
+      example({1, 70, 16}, {1, 70, 16}, {1, 70, 16}, 0.25, true),
   };
   return s;
 }

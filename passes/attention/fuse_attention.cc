@@ -55,9 +55,11 @@ FusedForward BuildForward(GraphBuilder& b, const attention::ForwardSite& site) {
 }
 
 absl::Status FuseForward(Rewriter& rw, const Match& m) {
-  absl::StatusOr<attention::ForwardSite> site = attention::AnalyzeForward(rw.graph(), m);
+  const attention::UserMap users = rw.graph().ComputeUsers();
+  absl::StatusOr<attention::ForwardSite> site = attention::AnalyzeForward(rw.graph(), m, users);
   if (!site.ok()) return rw.Decline(std::string(site.status().message()));
-  absl::StatusOr<attention::BackwardRegion> region = attention::FindBackward(rw.graph(), *site);
+  absl::StatusOr<attention::BackwardRegion> region =
+      attention::FindBackward(rw.graph(), *site, users);
   if (region.ok() || !absl::IsNotFound(region.status())) {
     return rw.Decline(
         "autodiff already wrote its backward from primitives, which reads its intermediates; "
@@ -69,9 +71,11 @@ absl::Status FuseForward(Rewriter& rw, const Match& m) {
 }
 
 absl::Status FuseForwardAndBackward(Rewriter& rw, const Match& m) {
-  absl::StatusOr<attention::ForwardSite> site = attention::AnalyzeForward(rw.graph(), m);
+  const attention::UserMap users = rw.graph().ComputeUsers();
+  absl::StatusOr<attention::ForwardSite> site = attention::AnalyzeForward(rw.graph(), m, users);
   if (!site.ok()) return rw.Decline(std::string(site.status().message()));
-  absl::StatusOr<attention::BackwardRegion> region = attention::FindBackward(rw.graph(), *site);
+  absl::StatusOr<attention::BackwardRegion> region =
+      attention::FindBackward(rw.graph(), *site, users);
   if (absl::IsNotFound(region.status())) {
     return rw.Decline("it has no backward (autodiff has not run); fuse-attention fuses the "
                       "forward alone");

@@ -256,7 +256,8 @@ Pattern ForwardPattern() {
                     .Capture("pv")});
 }
 
-absl::StatusOr<ForwardSite> AnalyzeForward(const Graph& graph, const Match& m) {
+absl::StatusOr<ForwardSite> AnalyzeForward(const Graph& graph, const Match& m,
+                                           const UserMap& users) {
   ForwardSite site;
   site.output = m.value("pv");
   site.nodes = m.nodes();
@@ -339,7 +340,6 @@ absl::StatusOr<ForwardSite> AnalyzeForward(const Graph& graph, const Match& m) {
   // fill of -inf, a scale factor, maybe shared by every layer after cse)
   // may be used anywhere: the rewrite leaves them alone.
   const absl::flat_hash_set<NodeId> inside(site.nodes.begin(), site.nodes.end());
-  const absl::flat_hash_map<NodeId, std::vector<NodeId>> users = graph.ComputeUsers();
   for (NodeId id : site.nodes) {
     if (id == pv.id() || IsConstantValued(graph, id)) continue;
     const Node& n = *graph.node(id);
@@ -363,7 +363,8 @@ absl::StatusOr<ForwardSite> AnalyzeForward(const Graph& graph, const Match& m) {
   return site;
 }
 
-absl::StatusOr<BackwardRegion> FindBackward(const Graph& graph, const ForwardSite& site) {
+absl::StatusOr<BackwardRegion> FindBackward(const Graph& graph, const ForwardSite& site,
+                                            const UserMap& users) {
   const absl::flat_hash_set<NodeId> forward(site.nodes.begin(), site.nodes.end());
   BackwardRegion region;
   absl::flat_hash_set<NodeId> in_region;
@@ -419,7 +420,6 @@ absl::StatusOr<BackwardRegion> FindBackward(const Graph& graph, const ForwardSit
     }
     return -1;
   };
-  const absl::flat_hash_map<NodeId, std::vector<NodeId>> users = graph.ComputeUsers();
   absl::flat_hash_map<Value, int> claimed;  // value -> operand
   const auto claim = [&](Value v, int a, const std::string& reader) -> absl::Status {
     const Node& n = *graph.node(v.node);

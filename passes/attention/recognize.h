@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "core/builder.h"
 #include "core/graph.h"
@@ -63,7 +64,10 @@ struct ForwardSite {
 // causal, or keep every key), equal leading dims, and intermediates used only
 // by the attention and by its backward. The error, FailedPrecondition, names
 // the node and the condition it breaks (for --explain).
-absl::StatusOr<ForwardSite> AnalyzeForward(const Graph& graph, const pattern::Match& match);
+// `users` is graph.ComputeUsers(), shared with FindBackward.
+using UserMap = absl::flat_hash_map<NodeId, std::vector<NodeId>>;
+absl::StatusOr<ForwardSite> AnalyzeForward(const Graph& graph, const pattern::Match& match,
+                                           const UserMap& users);
 
 // The backward autodiff generated for a site.
 struct BackwardRegion {
@@ -77,7 +81,8 @@ struct BackwardRegion {
 // or the gradient rule of attention_forward already wrote it);
 // FailedPrecondition, naming the node, when it reads or hands out anything
 // but dO and the gradients of Q, K and V.
-absl::StatusOr<BackwardRegion> FindBackward(const Graph& graph, const ForwardSite& site);
+absl::StatusOr<BackwardRegion> FindBackward(const Graph& graph, const ForwardSite& site,
+                                            const UserMap& users);
 
 // Q, K, V as attention_forward takes them ([..., T, D]): the value, or a
 // transpose of its last two axes built with `b`.
